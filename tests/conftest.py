@@ -1,0 +1,53 @@
+"""Shared test fixtures: the real media in ../shared/data, and a seeded CPU torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HALLO3_GATE_TEST_DATA", ROOT.parent / "shared" / "data"))
+SHARED_FIXTURES = SHARED_DATA.parent / "fixtures"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test media {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def speaker_clip() -> Path:
+    """976x528, 25 fps, 133 frames, MPEG-4 Part 2 + MP3: a generated singing man."""
+    return _need(SHARED_DATA / "talking" / "speaker.avi")
+
+
+@pytest.fixture(scope="session")
+def speaker_wav() -> Path:
+    return _need(SHARED_DATA / "talking" / "speaker.wav")
+
+
+@pytest.fixture(scope="session")
+def portraits() -> list[Path]:
+    return [_need(SHARED_DATA / "portraits" / f"hallo3_{n}.jpg") for n in ("0001", "0003", "0008")]
+
+
+@pytest.fixture(scope="session")
+def official_tiny() -> Path:
+    return _need(SHARED_FIXTURES / "hallo3_official_tiny")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
