@@ -1,0 +1,276 @@
+"""Policy as code: which checks a video must pass, with thresholds, in TOML.
+
+A policy file has a ``name``, a ``version``, a ``[checks.<check name>]`` table per check and optionally a
+``[regression]`` table (limits against a baseline run). Each check names a ``metric`` and at least one bound:
+``min``, ``max`` or ``abs_max`` (on the absolute value); ``required`` defaults to true. ``min = "backend"`` uses the
+same-person threshold the identity backend states for itself. Validation errors name the key, the rule and the value.
+
+Fail closed: a required check whose metric was not measured fails (outcome ``not_measured``), never passes. The
+decision and the exit code come from one function, ``decide``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from metrics.measurement import Measurement
+from reports.errors import ExitCode, UsageError
+
+# Every metric name a policy may reference, and whether higher is better (None: neither, e.g. an offset).
+KNOWN_METRICS: dict[str, bool | None] = {
+    "sync_c": True,
+    "sync_d": False,
+    "sync_offset": None,
+    "identity_mean": True,
+    "identity_min": True,
+    "identity_p10": True,
+    "face_present_ratio": True,
+    "avsync_offset": None,
+    "avsync_corr": True,
+    "fvd": False,
+    "fps": None,
+    "width": None,
+    "height": None,
+    "duration_s": None,
+    "frame_count": None,
+    "audio_present": True,
+    "audio_video_drift_s": False,
+}
+BOUNDS = ("min", "max", "abs_max")
+BACKEND_THRESHOLD = "backend"
+CHECK_KEYS = {"metric", "required", "why", "reference_set", *BOUNDS}
+TOP_KEYS = {"name", "version", "description", "checks", "regression"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    metric: str
+    min: float | str | None = None
+    max: float | None = None
+    abs_max: float | None = None
+    required: bool = True
+    why: str = ""
+    reference_set: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min}" if not isinstance(self.min, str) else ">= backend threshold")
+        if self.max is not None:
+            parts.append(f"<= {self.max}")
+        if self.abs_max is not None:
+            parts.append(f"|x| <= {self.abs_max}")
+        return f"{self.metric} " + " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Regression:
+    baseline: str | None
+    max_drop: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: str
+    checks: tuple[Check, ...]
+    regression: Regression | None
+    source: str  # the TOML text, recorded verbatim
+    path: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def metrics_needed(self) -> set[str]:
+        return {c.metric for c in self.checks}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    metric: str
+    op: str
+    threshold: float | None
+    value: float | None
+    outcome: str  # "pass" | "fail" | "not_measured"
+    required: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    released: bool
+    exit_code: ExitCode
+    reasons: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return "released" if self.released else "quarantined"
+
+
+def _number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise UsageError(where, "must be a finite number", repr(value))
+    return float(value)
+
+
+def _parse_check(path: str, name: str, table: Any) -> Check:
+    where = f"{path}: checks.{name}"
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - CHECK_KEYS
+    if unknown:
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(CHECK_KEYS))}")
+    metric = table.get("metric")
+    if metric not in KNOWN_METRICS:
+        raise UsageError(f"{where}.metric", f"must be a known metric ({', '.join(sorted(KNOWN_METRICS))})", repr(metric))
+    if not any(b in table for b in BOUNDS):
+        raise UsageError(where, "needs at least one bound: min, max or abs_max")
+    lo = table.get("min")
+    if lo is not None and lo != BACKEND_THRESHOLD:
+        lo = _number(f"{where}.min", lo)
+    if lo == BACKEND_THRESHOLD and not metric.startswith("identity_"):
+        raise UsageError(f"{where}.min", 'may be "backend" only for identity metrics', metric)
+    hi = _number(f"{where}.max", table["max"]) if "max" in table else None
+    ab = _number(f"{where}.abs_max", table["abs_max"]) if "abs_max" in table else None
+    if ab is not None and ab < 0:
+        raise UsageError(f"{where}.abs_max", "must be >= 0", ab)
+    if isinstance(lo, float) and hi is not None and lo > hi:
+        raise UsageError(where, "min must not exceed max", f"min={lo}, max={hi}")
+    required = table.get("required", True)
+    if not isinstance(required, bool):
+        raise UsageError(f"{where}.required", "must be true or false", repr(required))
+    ref = table.get("reference_set")
+    if ref is not None and not isinstance(ref, str):
+        raise UsageError(f"{where}.reference_set", "must be a path string", repr(ref))
+    if metric == "fvd" and not ref:
+        raise UsageError(f"{where}.reference_set", "an fvd check needs a reference set (FVD statistics .npz)")
+    return Check(name, metric, lo, hi, ab, required, str(table.get("why", "")), ref)
+
+
+def parse(text: str, path: str = "<policy>") -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(path, "must be valid TOML", exc) from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise UsageError(f"{path}: {sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("name", "version"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise UsageError(f"{path}: {key}", "must be a non-empty string", repr(data.get(key)))
+    checks_t = data.get("checks", {})
+    if not isinstance(checks_t, dict) or not checks_t:
+        raise UsageError(f"{path}: checks", "must hold at least one [checks.<name>] table")
+    checks = tuple(_parse_check(path, n, t) for n, t in checks_t.items())
+    regression = None
+    if "regression" in data:
+        reg = data["regression"]
+        if not isinstance(reg, dict) or set(reg) - {"baseline", "max_drop"}:
+            raise UsageError(f"{path}: regression", "may hold only baseline and max_drop", sorted(reg))
+        drops = reg.get("max_drop", {})
+        for metric, v in drops.items():
+            if metric not in KNOWN_METRICS or KNOWN_METRICS[metric] is None:
+                raise UsageError(f"{path}: regression.max_drop.{metric}", "must name a metric with a direction", metric)
+            _number(f"{path}: regression.max_drop.{metric}", v)
+        regression = Regression(reg.get("baseline") or None, {k: float(v) for k, v in drops.items()})
+    return Policy(data["name"], data["version"], checks, regression, text, path)
+
+
+def load(path: str | Path | None = None) -> Policy:
+    """The policy at ``path``, or the shipped default policy."""
+    if path is None:
+        text = resources.files("gate").joinpath("default_policy.toml").read_text()
+        return parse(text, "default_policy.toml")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise UsageError(str(p), "policy file must be readable", exc.strerror) from None
+    return parse(text, str(p))
+
+
+def _threshold_for(check: Check, m: Measurement) -> float | None:
+    if check.min == BACKEND_THRESHOLD:
+        t = m.details.get("threshold")
+        return float(t) if isinstance(t, int | float) else None
+    return check.min if isinstance(check.min, float) else None
+
+
+def evaluate(policy: Policy, measurements: dict[str, Measurement]) -> list[CheckResult]:
+    results = []
+    for c in policy.checks:
+        m = measurements.get(c.metric)
+        op = c.describe().split(" ", 1)[1]
+        if m is None or m.value is None:
+            reason = m.reason if m is not None else f"metric {c.metric} was not computed"
+            results.append(CheckResult(c.name, c.metric, op, None, None, "not_measured", c.required, str(reason)))
+            continue
+        v = float(m.value)
+        failures = []
+        lo = _threshold_for(c, m)
+        threshold = lo
+        if c.min is not None and lo is None:
+            results.append(
+                CheckResult(c.name, c.metric, op, None, v, "not_measured", c.required,
+                            f"{c.metric}: the backend states no same-person threshold")
+            )  # fmt: skip
+            continue
+        if lo is not None and v < lo:
+            failures.append(f"{c.metric} = {v:.4g} < {lo:.4g}")
+        if c.max is not None:
+            threshold = c.max if threshold is None else threshold
+            if v > c.max:
+                failures.append(f"{c.metric} = {v:.4g} > {c.max:.4g}")
+        if c.abs_max is not None:
+            threshold = c.abs_max if threshold is None else threshold
+            if abs(v) > c.abs_max:
+                failures.append(f"|{c.metric}| = {abs(v):.4g} > {c.abs_max:.4g}")
+        outcome = "fail" if failures else "pass"
+        msg = "; ".join(failures) if failures else f"{c.metric} = {v:.4g} satisfies {op}"
+        results.append(CheckResult(c.name, c.metric, op, threshold, v, outcome, c.required, msg))
+    return results
+
+
+def regression_checks(policy: Policy, measurements: dict[str, Measurement], baseline: dict[str, float]) -> list[CheckResult]:
+    """Checks that this output's metrics have not dropped more than allowed against the baseline run's means."""
+    if policy.regression is None:
+        return []
+    out = []
+    for metric, drop in policy.regression.max_drop.items():
+        name = f"regression.{metric}"
+        m = measurements.get(metric)
+        base = baseline.get(metric)
+        if m is None or m.value is None or base is None:
+            why = "baseline has no value" if base is None else (m.reason if m else f"metric {metric} was not computed")
+            out.append(CheckResult(name, metric, f"drop <= {drop}", drop, None, "not_measured", True, str(why)))
+            continue
+        higher = KNOWN_METRICS[metric]
+        change = (base - m.value) if higher else (m.value - base)
+        ok = change <= drop
+        msg = f"{metric} = {m.value:.4g} vs baseline {base:.4g}: worse by {change:.4g} (allowed {drop:.4g})"
+        out.append(CheckResult(name, metric, f"drop <= {drop}", drop, float(m.value), "pass" if ok else "fail", True, msg))
+    return out
+
+
+def decide(results: list[CheckResult]) -> Decision:
+    """Released only when every required check passed. Exit 3 if a required check could not be measured."""
+    required = [r for r in results if r.required]
+    unmeasured = [r for r in required if r.outcome == "not_measured"]
+    failed = [r for r in required if r.outcome == "fail"]
+    reasons = tuple(f"{r.name}: {r.message}" for r in unmeasured + failed)
+    if not required:
+        return Decision(False, ExitCode.USAGE, ("policy has no required check: nothing would be proven",))
+    if unmeasured:
+        return Decision(False, ExitCode.NOT_MEASURED, reasons)
+    if failed:
+        return Decision(False, ExitCode.GATE_FAILED, reasons)
+    return Decision(True, ExitCode.RELEASED, ())
