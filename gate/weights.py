@@ -11,6 +11,7 @@ what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -320,10 +321,8 @@ def cached_sha256(path: str | os.PathLike[str]) -> str:
         return str(cache[key])
     digest = sha256_file(p)
     cache[key] = digest
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs time
         write_text_atomic(cache_file, json.dumps(cache, indent=0, sort_keys=True))
-    except OSError:
-        pass  # a read-only cache only costs time
     return digest
 
 

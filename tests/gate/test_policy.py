@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import pytest
+
+from gate import policy
+from metrics.measurement import Measurement
+from reports.errors import ExitCode, UsageError
+
+
+def m(name: str, value: float | None, **details: float) -> Measurement:
+    if value is None:
+        return Measurement.not_measured(name, f"not measured: {name} weights missing")
+    return Measurement(name, value, "test", details=details)
+
+
+def test_default_and_offline_policies_load():
+    p = policy.load()
+    assert p.name == "default" and {"sync_c", "sync_d", "identity_mean", "fps"} <= p.metrics_needed()
+    assert len(p.sha256) == 64
+    from importlib import resources
+
+    off = policy.parse(resources.files("gate").joinpath("policies/offline.toml").read_text(), "offline.toml")
+    assert "sync_c" not in off.metrics_needed() and "avsync_corr" in off.metrics_needed()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_q"\nmin=1', "checks.a.metric"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"', "needs at least one bound"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin="high"', "checks.a.min"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=1\nrequired="yes"', "checks.a.required"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=1\ncolour=3', "checks.a.colour"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="fvd"\nmax=1', "reference_set"),
+        ('name="x"\nversion="1"\nextra=1\n[checks.a]\nmetric="sync_c"\nmin=1', "extra"),
+        ('version="1"\n[checks.a]\nmetric="sync_c"\nmin=1', "name"),
+        ('name="x"\nversion="1"\n[checks.a\n', "valid TOML"),
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=5\nmax=1', "min must not exceed max"),
+    ],
+)
+def test_validation_errors_name_the_key(text, needle):
+    with pytest.raises(UsageError) as exc:
+        policy.parse(text, "p.toml")
+    assert needle in str(exc.value) and "p.toml" in str(exc.value)
+    assert exc.value.exit_code == ExitCode.USAGE
+
+
+def test_missing_policy_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="policy file must be readable"):
+        policy.load(tmp_path / "nope.toml")
+
+
+POLICY = policy.parse(
+    """
+name = "t"
+version = "1"
+[checks.sync]
+metric = "sync_c"
+min = 3.0
+[checks.offset]
+metric = "sync_offset"
+abs_max = 2
+[checks.identity]
+metric = "identity_mean"
+min = "backend"
+[checks.advisory]
+metric = "sync_d"
+max = 9.0
+required = false
+"""
+)
+
+
+def test_all_pass_releases():
+    ms = {"sync_c": m("sync_c", 5.0), "sync_offset": m("sync_offset", -1), "identity_mean": m("identity_mean", 0.8, threshold=0.5),
+          "sync_d": m("sync_d", 9.5)}  # fmt: skip
+    results = policy.evaluate(POLICY, ms)
+    assert [r.outcome for r in results] == ["pass", "pass", "pass", "fail"]
+    d = policy.decide(results)
+    assert d.released and d.exit_code == ExitCode.RELEASED and d.label == "released"
+
+
+def test_failed_required_check_quarantines_with_reason():
+    ms = {"sync_c": m("sync_c", 1.0), "sync_offset": m("sync_offset", 4), "identity_mean": m("identity_mean", 0.8, threshold=0.5)}
+    d = policy.decide(policy.evaluate(POLICY, ms))
+    assert not d.released and d.exit_code == ExitCode.GATE_FAILED
+    assert any("sync_c = 1 < 3" in r for r in d.reasons) and any("|sync_offset| = 4 > 2" in r for r in d.reasons)
+
+
+def test_unmeasured_required_check_fails_closed_with_exit_3():
+    ms = {"sync_c": m("sync_c", None), "sync_offset": m("sync_offset", 0), "identity_mean": m("identity_mean", 0.9, threshold=0.5)}
+    results = policy.evaluate(POLICY, ms)
+    assert results[0].outcome == "not_measured" and "weights missing" in results[0].message
+    d = policy.decide(results)
+    assert not d.released and d.exit_code == ExitCode.NOT_MEASURED
+
+
+def test_absent_metric_and_backend_without_threshold_are_not_measured():
+    ms = {"identity_mean": m("identity_mean", 0.9)}  # no threshold stated by the backend
+    results = {r.name: r for r in policy.evaluate(POLICY, ms)}
+    assert results["sync"].outcome == "not_measured" and "not computed" in results["sync"].message
+    assert results["identity"].outcome == "not_measured"
+    assert policy.decide(list(results.values())).exit_code == ExitCode.NOT_MEASURED
+
+
+def test_regression_limits_against_baseline():
+    p = policy.parse('name="r"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=0\n[regression]\nmax_drop={sync_c=0.5, sync_d=0.5}')
+    ms = {"sync_c": m("sync_c", 5.0), "sync_d": m("sync_d", 8.0)}
+    out = {r.name: r for r in policy.regression_checks(p, ms, {"sync_c": 5.8, "sync_d": 7.8})}
+    assert out["regression.sync_c"].outcome == "fail"  # dropped 0.8 > 0.5
+    assert out["regression.sync_d"].outcome == "pass"  # worse by 0.2 <= 0.5
+    out2 = policy.regression_checks(p, ms, {"sync_c": 5.0})
+    assert {r.outcome for r in out2 if r.metric == "sync_d"} == {"not_measured"}
