@@ -95,11 +95,13 @@ class Policy:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One bound of one check applied to one measurement (a check with min and max gives two results)."""
+
     name: str
     metric: str
-    op: str
-    threshold: float | None
-    value: float | None
+    op: str  # ">=" or "<="
+    threshold: float | str  # a number, or "backend" when the backend stated no threshold
+    value: float | None  # the compared value (the absolute value for an abs_max bound)
     outcome: str  # "pass" | "fail" | "not_measured"
     required: bool
     message: str
@@ -198,45 +200,40 @@ def load(path: str | Path | None = None) -> Policy:
     return parse(text, str(p))
 
 
-def _threshold_for(check: Check, m: Measurement) -> float | None:
-    if check.min == BACKEND_THRESHOLD:
-        t = m.details.get("threshold")
-        return float(t) if isinstance(t, int | float) else None
-    return check.min if isinstance(check.min, float) else None
+def _bounds(c: Check) -> list[tuple[str, str, float | str, bool]]:
+    """(name, op, threshold, on absolute value) for every bound of a check."""
+    out: list[tuple[str, str, float | str, bool]] = []
+    if c.min is not None:
+        out.append(("min", ">=", c.min, False))
+    if c.max is not None:
+        out.append(("max", "<=", c.max, False))
+    if c.abs_max is not None:
+        out.append(("abs_max", "<=", c.abs_max, True))
+    return [(c.name if len(out) == 1 else f"{c.name}.{k}", op, t, a) for k, op, t, a in out]
 
 
 def evaluate(policy: Policy, measurements: dict[str, Measurement]) -> list[CheckResult]:
     results = []
     for c in policy.checks:
         m = measurements.get(c.metric)
-        op = c.describe().split(" ", 1)[1]
-        if m is None or m.value is None:
-            reason = m.reason if m is not None else f"metric {c.metric} was not computed"
-            results.append(CheckResult(c.name, c.metric, op, None, None, "not_measured", c.required, str(reason)))
-            continue
-        v = float(m.value)
-        failures = []
-        lo = _threshold_for(c, m)
-        threshold = lo
-        if c.min is not None and lo is None:
-            results.append(
-                CheckResult(c.name, c.metric, op, None, v, "not_measured", c.required,
-                            f"{c.metric}: the backend states no same-person threshold")
-            )  # fmt: skip
-            continue
-        if lo is not None and v < lo:
-            failures.append(f"{c.metric} = {v:.4g} < {lo:.4g}")
-        if c.max is not None:
-            threshold = c.max if threshold is None else threshold
-            if v > c.max:
-                failures.append(f"{c.metric} = {v:.4g} > {c.max:.4g}")
-        if c.abs_max is not None:
-            threshold = c.abs_max if threshold is None else threshold
-            if abs(v) > c.abs_max:
-                failures.append(f"|{c.metric}| = {abs(v):.4g} > {c.abs_max:.4g}")
-        outcome = "fail" if failures else "pass"
-        msg = "; ".join(failures) if failures else f"{c.metric} = {v:.4g} satisfies {op}"
-        results.append(CheckResult(c.name, c.metric, op, threshold, v, outcome, c.required, msg))
+        for name, op, spec, absolute in _bounds(c):
+            shown = f"|{c.metric}|" if absolute else c.metric
+            threshold: float | str = spec
+            if spec == BACKEND_THRESHOLD and m is not None:
+                t = m.details.get("threshold")
+                threshold = float(t) if isinstance(t, int | float) and not isinstance(t, bool) else spec
+            if m is None or m.value is None:
+                reason = m.reason if m is not None else f"metric {c.metric} was not computed"
+                results.append(CheckResult(name, c.metric, op, threshold, None, "not_measured", c.required, str(reason)))
+                continue
+            if isinstance(threshold, str):
+                why = f"{c.metric}: the backend states no same-person threshold"
+                results.append(CheckResult(name, c.metric, op, threshold, None, "not_measured", c.required, why))
+                continue
+            v = abs(float(m.value)) if absolute else float(m.value)
+            ok = v >= threshold if op == ">=" else v <= threshold
+            msg = f"{shown} = {v:.4g} {'satisfies' if ok else 'violates'} {op} {threshold:.4g}"
+            results.append(CheckResult(name, c.metric, op, threshold, v, "pass" if ok else "fail", c.required, msg))
     return results
 
 
@@ -251,13 +248,13 @@ def regression_checks(policy: Policy, measurements: dict[str, Measurement], base
         base = baseline.get(metric)
         if m is None or m.value is None or base is None:
             why = "baseline has no value" if base is None else (m.reason if m else f"metric {metric} was not computed")
-            out.append(CheckResult(name, metric, f"drop <= {drop}", drop, None, "not_measured", True, str(why)))
+            out.append(CheckResult(name, metric, "<=", drop, None, "not_measured", True, str(why)))
             continue
         higher = KNOWN_METRICS[metric]
         change = (base - m.value) if higher else (m.value - base)
         ok = change <= drop
         msg = f"{metric} = {m.value:.4g} vs baseline {base:.4g}: worse by {change:.4g} (allowed {drop:.4g})"
-        out.append(CheckResult(name, metric, f"drop <= {drop}", drop, float(m.value), "pass" if ok else "fail", True, msg))
+        out.append(CheckResult(name, metric, "<=", drop, float(change), "pass" if ok else "fail", True, msg))
     return out
 
 

@@ -76,6 +76,7 @@ def test_all_pass_releases():
           "sync_d": m("sync_d", 9.5)}  # fmt: skip
     results = policy.evaluate(POLICY, ms)
     assert [r.outcome for r in results] == ["pass", "pass", "pass", "fail"]
+    assert results[2].threshold == 0.5  # the backend's own threshold was used
     d = policy.decide(results)
     assert d.released and d.exit_code == ExitCode.RELEASED and d.label == "released"
 
@@ -84,7 +85,8 @@ def test_failed_required_check_quarantines_with_reason():
     ms = {"sync_c": m("sync_c", 1.0), "sync_offset": m("sync_offset", 4), "identity_mean": m("identity_mean", 0.8, threshold=0.5)}
     d = policy.decide(policy.evaluate(POLICY, ms))
     assert not d.released and d.exit_code == ExitCode.GATE_FAILED
-    assert any("sync_c = 1 < 3" in r for r in d.reasons) and any("|sync_offset| = 4 > 2" in r for r in d.reasons)
+    assert any("sync_c = 1 violates >= 3" in r for r in d.reasons)
+    assert any("|sync_offset| = 4 violates <= 2" in r for r in d.reasons)
 
 
 def test_unmeasured_required_check_fails_closed_with_exit_3():
@@ -93,6 +95,12 @@ def test_unmeasured_required_check_fails_closed_with_exit_3():
     assert results[0].outcome == "not_measured" and "weights missing" in results[0].message
     d = policy.decide(results)
     assert not d.released and d.exit_code == ExitCode.NOT_MEASURED
+
+
+def test_two_bounds_give_two_results():
+    p = policy.parse('name="f"\nversion="1"\n[checks.fps]\nmetric="fps"\nmin=24.5\nmax=25.5')
+    res = policy.evaluate(p, {"fps": m("fps", 30.0)})
+    assert [(r.name, r.op, r.outcome) for r in res] == [("fps.min", ">=", "pass"), ("fps.max", "<=", "fail")]
 
 
 def test_absent_metric_and_backend_without_threshold_are_not_measured():
