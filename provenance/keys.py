@@ -438,8 +438,11 @@ def load_trust_anchors(
     chosen = Path(path) if path is not None else (Path(env[ENV_TRUST_ANCHORS]) if env.get(ENV_TRUST_ANCHORS) else None)
     if chosen is None:
         return None
-    data = _read_file(chosen, "trust anchor")
-    _parse_chain(chosen, data)
+    try:
+        data = _read_file(chosen, "trust anchor")
+        _parse_chain(chosen, data)
+    except ProvenanceError as exc:  # a bad --trust argument is a usage error, not a verification result
+        raise UsageError(exc.subject, exc.rule, exc.value) from None
     return data
 
 
@@ -569,3 +572,11 @@ def _write_key(path: Path, key) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def dev_trust_anchor(config: SignerConfig) -> bytes | None:
+    """The development root next to development keys (so their own output reads Trusted), else None."""
+    if not config.development:
+        return None
+    root = config.chain_path.parent / DEV_ROOT_CERT
+    return root.read_bytes() if root.exists() else None

@@ -1,0 +1,177 @@
+"""The provenance half of the gate: watermark + encode, then sign last and verify from disk.
+
+Two steps and their composition, so ``gate.run`` can put measurement between them:
+
+1. ``encode_watermarked`` - watermark every frame, encode H.264 + AAC (atomic);
+2. ``sign_and_verify`` - sign the C2PA manifest into the MP4 (the last write), then read it back from disk: the manifest
+   must validate and the watermark must decode to the payload, else ``ProvenanceError``;
+3. ``stamp`` - both, for an existing video, inside one temporary file: ``out`` appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gate import media
+from provenance import watermark
+from provenance.c2pa import SignResult, ingredient_mime, sign_mp4
+from provenance.keys import SignerHandle
+from provenance.verify import RecordLookup, VerifyReport, verify
+from reports.atomic import atomic_path
+from reports.errors import ProvenanceError, UsageError
+
+STAMP_ONLY_RESULTS = {
+    "decision": "not-gated",
+    "reason": "stamped with `hallo3-gate stamp`: watermark and manifest only, no metric was measured",
+}
+
+
+@dataclass(frozen=True)
+class StampResult:
+    path: Path
+    payload_hex: str
+    frames: int
+    sign: SignResult
+    verify: VerifyReport
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "payload": self.payload_hex,
+            "frames": self.frames,
+            "sign": self.sign.to_dict(),
+            "verify": self.verify.to_dict(),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def encode_watermarked(
+    frames_or_iter: np.ndarray | Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | None,
+    sample_rate: int | None,
+    out_path: str | os.PathLike[str],
+    *,
+    payload: bytes,
+    crf: int = 18,
+    wm_config: Any = None,
+) -> Path:
+    """Watermark every frame with ``payload`` and encode H.264 + AAC to ``out_path`` (atomic; frames may stream)."""
+    if not 0 <= crf <= 51:
+        raise UsageError("--crf", "must be an H.264 CRF between 0 and 51", crf)
+    marked = watermark.embed_iter(iter(frames_or_iter), payload, wm_config)
+    return media.write_mp4(out_path, marked, fps, audio=audio, sample_rate=sample_rate, crf=crf)
+
+
+def sign_and_verify(
+    mp4: str | os.PathLike[str],
+    *,
+    signer: SignerHandle,
+    portrait: Path | None,
+    audio_path: Path | None,
+    payload: bytes,
+    gate_results: dict[str, Any] | None,
+    trust_anchors_pem: bytes | None,
+    title: str | None = None,
+    generator: dict[str, Any] | None = None,
+    wm_config: Any = None,
+    require_trusted: bool = False,
+    lookup: RecordLookup | None = None,
+) -> tuple[SignResult, VerifyReport]:
+    """Sign ``mp4`` in place (atomically), then verify it from disk. On a failed verification the signed file stays
+    where it is (the caller's staging area decides its fate) and ``ProvenanceError`` names the reasons."""
+    mp4 = Path(mp4)
+    signed = sign_mp4(
+        mp4,
+        mp4,
+        signer=signer,
+        portrait=portrait,
+        audio=audio_path,
+        watermark_payload=payload,
+        gate_results=gate_results,
+        title=title or mp4.name,
+        generator=generator,
+        watermark_method=watermark.METHOD,
+    )
+    report = verify(
+        mp4,
+        media.iter_frames(mp4),
+        trust_anchors_pem=trust_anchors_pem,
+        wm_config=wm_config,
+        require_trusted=require_trusted,
+        lookup=lookup,
+    )
+    reasons = report.reasons
+    if report.watermark.payload_hex is not None and report.watermark.payload_hex != payload.hex():
+        reasons.append(f"watermark decodes to {report.watermark.payload_hex}, embedded {payload.hex()}")
+    if reasons:
+        raise ProvenanceError(str(mp4), "signed output must verify from disk", "; ".join(reasons))
+    return signed, report
+
+
+def stamp(
+    in_video: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    portrait: Path,
+    audio: Path,
+    signer: SignerHandle,
+    trust_anchors_pem: bytes | None = None,
+    crf: int = 18,
+    payload: bytes | None = None,
+    gate_results: dict[str, Any] | None = None,
+    generator: dict[str, Any] | None = None,
+    wm_config: Any = None,
+    require_trusted: bool = False,
+) -> StampResult:
+    """Watermark, encode, sign and verify an existing talking-portrait video (it must have an audio track; ``audio``
+    is the speech it was made from and goes into the manifest as an ingredient, as does ``portrait``)."""
+    in_video, out = Path(in_video), Path(out)
+    ingredient_mime(Path(portrait))  # unreadable or unsupported ingredients fail before any decoding
+    ingredient_mime(Path(audio))
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    clip = media.read_video(in_video, require_audio=True)
+    times["read"] = time.perf_counter() - t0
+    payload = payload if payload is not None else watermark.new_payload()
+    with atomic_path(out, suffix=".stamp.mp4") as tmp:
+        t0 = time.perf_counter()
+        encode_watermarked(
+            clip.frames, clip.fps, clip.audio, clip.sample_rate, tmp, payload=payload, crf=crf, wm_config=wm_config
+        )
+        times["watermark_encode"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        signed, report = sign_and_verify(
+            tmp,
+            signer=signer,
+            portrait=Path(portrait),
+            audio_path=Path(audio),
+            payload=payload,
+            gate_results=gate_results if gate_results is not None else STAMP_ONLY_RESULTS,
+            trust_anchors_pem=trust_anchors_pem,
+            title=out.name,
+            generator=generator,
+            wm_config=wm_config,
+            require_trusted=require_trusted,
+        )
+        times["sign_verify"] = time.perf_counter() - t0
+        if in_video.exists():
+            shutil.copymode(in_video, tmp)
+    return StampResult(
+        path=out,
+        payload_hex=payload.hex(),
+        frames=len(clip.frames),
+        sign=dataclasses.replace(signed, path=out),
+        verify=dataclasses.replace(report, path=str(out), manifest=dataclasses.replace(report.manifest, path=str(out))),
+        seconds=times,
+    )

@@ -1,0 +1,94 @@
+"""What ``hallo3-gate verify`` shows: a tree like c2patool's ``--tree`` (file -> manifest -> ingredients/assertions,
+then watermark and agreement), and the ledger lookup that fills ``VerifyReport.record``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.tree import Tree
+
+from gate.ledger import Ledger, default_path
+from provenance.verify import VerifyReport
+
+_STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
+
+
+def ledger_lookup(payload_hex: str) -> dict[str, Any] | None:
+    """The newest ledger row whose payload matches, or None. Never creates a ledger that does not exist."""
+    path = default_path()
+    if not path.exists():
+        return None
+    row = Ledger(path).find_by_payload(payload_hex)
+    if row is None:
+        return None
+    return {
+        "ledger": str(path),
+        "seq": row.seq,
+        "run_id": row.run_id,
+        "created_at": row.created_at,
+        "decision": row.decision,
+        "output_path": row.output_path,
+        "output_sha256": row.output_sha256,
+        "row_hash": row.row_hash,
+        "record": row.record,
+    }
+
+
+def verify_tree(report: VerifyReport) -> Tree:
+    verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
+    root = Tree(f"{escape(report.path)}  {verdict}")
+    _manifest_branch(root, report)
+    wm = report.watermark
+    w = root.add(f"watermark [dim]{escape(str(wm.method))}[/]")
+    if wm.payload_hex is None:
+        w.add("[red]no payload decoded[/]")
+    else:
+        w.add(f"payload {wm.payload_hex}")
+    w.add(f"confidence {_num(wm.confidence)} over {wm.frames_decoded} frames")
+    agree = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[dim]nothing to compare[/]"}[report.agreement]
+    root.add(f"watermark agrees with manifest: {agree}")
+    rec = root.add("ledger record")
+    if report.record is None:
+        rec.add("[dim]none found[/]")
+    else:
+        rec.add(escape(f"seq {report.record.get('seq')} run {report.record.get('run_id')}"))
+        rec.add(escape(f"decision {report.record.get('decision')} at {report.record.get('created_at')}"))
+    for reason in report.reasons:
+        root.add(f"[red]why not verified:[/] {escape(reason)}")
+    return root
+
+
+def _manifest_branch(root: Tree, report: VerifyReport) -> None:
+    m = report.manifest
+    if not m.present:
+        root.add("[red]no C2PA manifest[/]")
+        return
+    style = _STATE_STYLE.get(m.state or "", "red")
+    node = root.add(f"manifest [{style}]{m.state}[/] {escape(str(m.active_label))}")
+    if m.title:
+        node.add(f"title {escape(m.title)}")
+    sig = m.signature
+    signer = node.add(escape(f"signed by {sig.get('common_name')} ({sig.get('issuer')}), {sig.get('alg')}"))
+    for cert in m.signer_chain:
+        signer.add(escape(f"{cert['subject']}  valid {cert['not_before'][:10]} .. {cert['not_after'][:10]}"))
+    if m.failures:
+        fails = node.add("[red]failures[/]")
+        for code in m.failures:
+            fails.add(f"[red]{escape(code.code)}[/] {escape(code.explanation or '')}")
+    ingredients = node.add("ingredients")
+    for ing in m.ingredients:
+        ingredients.add(escape(f"{ing.get('title')} ({ing.get('format')}, {ing.get('relationship')})"))
+    assertions = node.add("assertions")
+    for label, data in m.assertions.items():
+        assertions.add(f"{escape(label)} [dim]{escape(_brief(data))}[/]")
+
+
+def _brief(data: Any, limit: int = 90) -> str:
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
