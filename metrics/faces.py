@@ -1,0 +1,172 @@
+"""Shared face detection and 68-point landmarks for the identity and AV-sync metrics (dlib).
+
+One face per frame: dlib's HOG frontal detector finds candidates on a downscaled copy of the frame, the largest
+confident candidate is kept, and dlib's 68-point shape predictor places landmarks on the full-resolution frame.
+
+Generated talking heads turn and tilt; the HOG detector then scores the real face below its default threshold. A
+*weak* candidate (score between ``weak_score`` and ``min_score``) is accepted only when it overlaps a confident face
+found within ``support_frames`` frames (IoU >= ``support_iou``): temporal support, so a one-off weak hit on a
+background texture is never taken for the face. A single image gets confident faces only.
+
+Frames where no face is accepted are listed (``missing_frames``); nothing is interpolated here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+
+from reports.errors import InputError, MeasurementError
+
+N_LANDMARKS = 68
+
+
+@dataclass(frozen=True)
+class FaceDetectorConfig:
+    max_side: int = 640  # detection runs on a copy whose longer side is at most this (4K frames stay fast)
+    upsample: int = 1  # dlib pyramid upsampling on that copy (finds faces down to ~40 px there)
+    min_score: float = 0.0  # dlib's default threshold: a confident face
+    weak_score: float = -0.5  # weaker candidates, accepted only with temporal support
+    support_frames: int = 25  # a weak face needs a confident one within this many frames (1 s at 25 fps)
+    support_iou: float = 0.3
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # left, top, right, bottom in full-frame pixels
+    score: float  # dlib HOG detection score
+    landmarks: np.ndarray  # (68, 2) float32, x/y in full-frame pixels (iBUG 300-W order)
+    supported: bool  # True when accepted as a weak candidate through temporal support
+
+    @property
+    def size(self) -> float:
+        """Face size: the mean of box width and height, in pixels."""
+        return 0.5 * ((self.box[2] - self.box[0]) + (self.box[3] - self.box[1]))
+
+    def to_dlib_shape(self) -> dlib.full_object_detection:
+        rect = dlib.rectangle(*(round(v) for v in self.box))
+        points = dlib.points([dlib.point(round(float(x)), round(float(y))) for x, y in self.landmarks])
+        return dlib.full_object_detection(rect, points)
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """The face per frame (``None`` where none was accepted)."""
+
+    faces: list[Face | None]
+    frame_size: tuple[int, int]  # H, W
+    config: FaceDetectorConfig
+
+    @property
+    def missing_frames(self) -> list[int]:
+        return [i for i, f in enumerate(self.faces) if f is None]
+
+    @property
+    def present_ratio(self) -> float:
+        return 0.0 if not self.faces else 1.0 - len(self.missing_frames) / len(self.faces)
+
+
+def as_rgb_frames(frames: np.ndarray, subject: str = "frames") -> np.ndarray:
+    """Validate ``uint8`` frames ``[T,H,W,3]``; 8-bit grey ``[T,H,W]`` / ``[T,H,W,1]`` is expanded to RGB."""
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8:
+        raise InputError(subject, "frames must be 8-bit (uint8)", arr.dtype)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise InputError(subject, "frames must be [T,H,W,3] RGB or [T,H,W] grey", arr.shape)
+    if arr.shape[0] == 0 or arr.shape[1] < 16 or arr.shape[2] < 16:
+        raise InputError(subject, "need at least one frame of at least 16x16 pixels", arr.shape)
+    return arr
+
+
+class FaceDetector:
+    """dlib HOG detector + 68-point shape predictor, weights by explicit path."""
+
+    def __init__(self, landmarks_68: Path | str, config: FaceDetectorConfig | None = None) -> None:
+        path = Path(landmarks_68)
+        if not path.is_file():
+            raise MeasurementError(str(path), "dlib 68-point shape predictor file is missing", None)
+        self.config = config or FaceDetectorConfig()
+        self._detector = dlib.get_frontal_face_detector()
+        try:
+            self._predictor = dlib.shape_predictor(str(path))
+        except RuntimeError as exc:
+            raise MeasurementError(str(path), "not a dlib shape predictor file", str(exc)) from exc
+        probe = self._predictor(np.zeros((32, 32), np.uint8), dlib.rectangle(4, 4, 28, 28))
+        if probe.num_parts != N_LANDMARKS:
+            raise MeasurementError(str(path), "shape predictor must place 68 landmarks", probe.num_parts)
+
+    # -- one frame -------------------------------------------------------------------------------------------------
+    def candidates(self, frame: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """All detections with score >= weak_score: (box in full-frame pixels, score)."""
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.config.max_side / max(h, w))
+        small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.config.upsample, self.config.weak_score)
+        out = []
+        for r, s in zip(rects, scores, strict=True):
+            box = (r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale)
+            box = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+            if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
+                out.append((box, float(s)))
+        return out
+
+    def landmarks(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        rect = dlib.rectangle(*(round(v) for v in box))
+        shape = self._predictor(np.ascontiguousarray(frame), rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    def detect_image(self, image: np.ndarray) -> Face | None:
+        """The largest confident face of one RGB image (no temporal support for a single image)."""
+        frame = as_rgb_frames(np.asarray(image)[None], "image")[0]
+        confident = [c for c in self.candidates(frame) if c[1] >= self.config.min_score]
+        if not confident:
+            return None
+        box, score = max(confident, key=lambda c: _area(c[0]))
+        return Face(box, score, self.landmarks(frame, box), supported=False)
+
+    # -- a clip ----------------------------------------------------------------------------------------------------
+    def track(self, frames: np.ndarray) -> FaceTrack:
+        """The largest face per frame, with weak candidates accepted through temporal support."""
+        arr = as_rgb_frames(frames)
+        cands = [self.candidates(f) for f in arr]
+        chosen: list[tuple[tuple[float, float, float, float], float, bool] | None] = []
+        for cs in cands:
+            confident = [c for c in cs if c[1] >= self.config.min_score]
+            chosen.append((*max(confident, key=lambda c: _area(c[0])), False) if confident else None)
+        anchors = [i for i, c in enumerate(chosen) if c is not None]
+        for i, cs in enumerate(cands):
+            if chosen[i] is not None or not cs:
+                continue
+            near = [j for j in anchors if abs(j - i) <= self.config.support_frames]
+            if not near:
+                continue
+            ref = chosen[min(near, key=lambda j: abs(j - i))]
+            assert ref is not None
+            best = max(cs, key=lambda c: _iou(c[0], ref[0]))
+            if _iou(best[0], ref[0]) >= self.config.support_iou:
+                chosen[i] = (best[0], best[1], True)
+        faces: list[Face | None] = []
+        for frame, c in zip(arr, chosen, strict=True):
+            faces.append(None if c is None else Face(c[0], c[1], self.landmarks(frame, c[0]), supported=c[2]))
+        return FaceTrack(faces=faces, frame_size=(arr.shape[1], arr.shape[2]), config=self.config)
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
