@@ -40,6 +40,8 @@ TRAINING_USES = ("allowed", "notAllowed", "constrained")
 _TRAINING_KEYS = ("ai_generative_training", "ai_inference", "ai_training", "data_mining")
 _SIGN_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
 VALID_STATES = ("Trusted", "Valid")
+# c2pa-rs reads and writes 8 KiB at a time through Python callbacks; a large buffer saves ~1/3 of the signing time.
+_IO_BUFFER = 1 << 20
 
 
 def _tool_version() -> str:
@@ -125,7 +127,11 @@ def sign_mp4(
     except c2pa.C2paError as exc:
         raise ProvenanceError(str(dst), "C2PA manifest must build", _c2pa_message(exc)) from None
     try:
-        with atomic_path(dst, suffix=".c2pa.part") as tmp, open(src, "rb") as fin, open(tmp, "w+b") as fout:
+        with (
+            atomic_path(dst, suffix=".c2pa.part") as tmp,
+            open(src, "rb", buffering=_IO_BUFFER) as fin,
+            open(tmp, "w+b", buffering=_IO_BUFFER) as fout,
+        ):
             manifest = builder.sign(c2pa_signer, MP4_MIME, fin, fout)
             fout.flush()
             os.fsync(fout.fileno())
@@ -338,7 +344,7 @@ def read_manifest(path: str | os.PathLike[str], *, trust_anchors_pem: bytes | No
     anchors = trust_anchors_pem is not None
     context = c2pa.Context.from_dict(_read_settings(trust_anchors_pem))
     try:
-        with open(p, "rb") as fh:
+        with open(p, "rb", buffering=_IO_BUFFER) as fh:
             reader = c2pa.Reader.try_create(MP4_MIME, fh, context=context)
             if reader is None:
                 return ManifestReport(path=str(p), state=None, trust_anchors=anchors)
