@@ -27,8 +27,8 @@ N_LANDMARKS = 68
 
 @dataclass(frozen=True)
 class FaceDetectorConfig:
-    max_side: int = 640  # detection runs on a copy whose longer side is at most this (4K frames stay fast)
-    upsample: int = 1  # dlib pyramid upsampling on that copy (finds faces down to ~40 px there)
+    max_side: int = 400  # detection runs on a copy whose longer side is at most this (4K frames stay fast)
+    upsample: int = 1  # dlib pyramid upsampling on that copy (finds faces down to ~40 px on that copy)
     min_score: float = 0.0  # dlib's default threshold: a confident face
     weak_score: float = -0.5  # weaker candidates, accepted only with temporal support
     support_frames: int = 25  # a weak face needs a confident one within this many frames (1 s at 25 fps)
