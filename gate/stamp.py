@@ -35,6 +35,15 @@ STAMP_ONLY_RESULTS = {
 }
 
 
+class VerificationFailed(ProvenanceError):
+    """The signed file did not verify from disk; ``report`` says what was found (for the audit record)."""
+
+    def __init__(self, subject: str, reasons: str, *, signed: SignResult, report: VerifyReport) -> None:
+        super().__init__(subject, "signed output must verify from disk", reasons)
+        self.signed = signed
+        self.report = report
+
+
 @dataclass(frozen=True)
 class StampResult:
     path: Path
@@ -89,7 +98,8 @@ def sign_and_verify(
     lookup: RecordLookup | None = None,
 ) -> tuple[SignResult, VerifyReport]:
     """Sign ``mp4`` in place (atomically), then verify it from disk. On a failed verification the signed file stays
-    where it is (the caller's staging area decides its fate) and ``ProvenanceError`` names the reasons."""
+    where it is (the caller's staging area decides its fate) and ``VerificationFailed`` (a ``ProvenanceError``)
+    names the reasons and carries the ``VerifyReport``."""
     mp4 = Path(mp4)
     signed = sign_mp4(
         mp4,
@@ -115,7 +125,7 @@ def sign_and_verify(
     if report.watermark.payload_hex is not None and report.watermark.payload_hex != payload.hex():
         reasons.append(f"watermark decodes to {report.watermark.payload_hex}, embedded {payload.hex()}")
     if reasons:
-        raise ProvenanceError(str(mp4), "signed output must verify from disk", "; ".join(reasons))
+        raise VerificationFailed(str(mp4), "; ".join(reasons), signed=signed, report=report)
     return signed, report
 
 

@@ -201,14 +201,17 @@ def _training(namespace: str, use: str) -> dict[str, Any]:
 
 
 def _json_checked(name: str, value: dict[str, Any]) -> dict[str, Any]:
-    """Strict JSON (no NaN/Infinity, string keys): what lands in a signed manifest must read back as written."""
+    """Strict JSON (no NaN/Infinity): what lands in a signed manifest must read back as written. A violation is a
+    ``ProvenanceError`` (the manifest cannot be made), so a gate quarantines rather than crashes."""
     bad = _first_non_finite(value, name)
     if bad is not None:
-        raise UsageError(bad, "must be finite JSON (use null for a value that was not measured)", "NaN or Infinity")
+        raise ProvenanceError(
+            bad, "manifest data must be finite JSON (null for a value that was not measured)", "NaN or Infinity"
+        )
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise UsageError(name, "must be JSON-serialisable", str(exc)) from None
+        raise ProvenanceError(name, "manifest data must be JSON-serialisable", str(exc)) from None
 
 
 def _first_non_finite(value: Any, where: str) -> str | None:

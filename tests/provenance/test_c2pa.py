@@ -192,10 +192,12 @@ def test_callback_signer_signs_a_valid_manifest(dev_keys_dir, plain_mp4, tmp_pat
 
 def test_bad_gate_results_and_ingredients_are_refused(signer, plain_mp4, portrait_png, speech_wav, tmp_path):
     out = tmp_path / "x.mp4"
-    with pytest.raises(UsageError, match=r"gate_results\.metrics\.fvd"):
+    with pytest.raises(ProvenanceError, match=r"gate_results\.metrics\.fvd"):
         _sign(signer, plain_mp4, out, portrait_png, speech_wav, gate_results={"metrics": {"fvd": float("nan")}})
     with pytest.raises(InputError, match="JPEG/PNG image or a WAV/MP3"):
         _sign(signer, plain_mp4, out, plain_mp4, speech_wav)
     with pytest.raises(InputError, match="must exist"):
         _sign(signer, plain_mp4, out, tmp_path / "absent.png", speech_wav)
+    with pytest.raises(UsageError, match="training_mining"):
+        _sign(signer, plain_mp4, out, portrait_png, speech_wav, training_mining="maybe")
     assert not out.exists()
