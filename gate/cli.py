@@ -116,7 +116,8 @@ def verify_command(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        console.print(verify_tree(report))
+        wide = console if console.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
+        wide.print(verify_tree(report))
     if not report.verified:
         err_console.print(f"hallo3-gate: {file}: not verified: {'; '.join(report.reasons)}", markup=False)
         return int(ExitCode.PROVENANCE)

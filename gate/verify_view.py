@@ -70,9 +70,9 @@ def _manifest_branch(root: Tree, report: VerifyReport) -> None:
     if m.title:
         node.add(f"title {escape(m.title)}")
     sig = m.signature
-    signer = node.add(escape(f"signed by {sig.get('common_name')} ({sig.get('issuer')}), {sig.get('alg')}"))
+    signer = node.add(escape(f"signed by {sig.get('common_name')} ({sig.get('alg')})"))
     for cert in m.signer_chain:
-        signer.add(escape(f"{cert['subject']}  valid {cert['not_before'][:10]} .. {cert['not_after'][:10]}"))
+        signer.add(escape(f"{cert['common_name']}  valid {cert['not_before'][:10]} .. {cert['not_after'][:10]}"))
     if m.failures:
         fails = node.add("[red]failures[/]")
         for code in m.failures:
@@ -82,10 +82,32 @@ def _manifest_branch(root: Tree, report: VerifyReport) -> None:
         ingredients.add(escape(f"{ing.get('title')} ({ing.get('format')}, {ing.get('relationship')})"))
     assertions = node.add("assertions")
     for label, data in m.assertions.items():
-        assertions.add(f"{escape(label)} [dim]{escape(_brief(data))}[/]")
+        assertions.add(f"{escape(label)} [dim]{escape(_summary(label, data))}[/]")
 
 
-def _brief(data: Any, limit: int = 90) -> str:
+def _summary(label: str, data: Any) -> str:
+    """One line per assertion: what a reviewer needs, not the raw CBOR-as-JSON."""
+    try:
+        if label.startswith("c2pa.actions"):
+            return ", ".join(
+                a["action"] + (f" ({a['digitalSourceType'].rsplit('/', 1)[-1]})" if "digitalSourceType" in a else "")
+                for a in data["actions"]
+            )
+        if label.endswith("training-mining"):
+            uses = {v.get("use") for v in data["entries"].values()}
+            return f"all {uses.pop()}" if len(uses) == 1 else _brief(data)
+        if label == "c2pa.soft-binding":
+            return f"{data['alg']} ({len(data.get('blocks', []))} block)"
+        if label.startswith("c2pa.hash.bmff"):
+            return f"{data['alg']} over the whole file, {len(data.get('exclusions', []))} exclusions"
+        if isinstance(data, dict) and "decision" in data:
+            return f"decision {data['decision']}"
+    except (KeyError, TypeError, AttributeError, IndexError):
+        pass
+    return _brief(data)
+
+
+def _brief(data: Any, limit: int = 60) -> str:
     text = json.dumps(data, separators=(",", ":"), default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

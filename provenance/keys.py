@@ -65,6 +65,7 @@ class CertInfo:
 
     subject: str
     issuer: str
+    common_name: str
     serial: str
     not_before: str
     not_after: str
@@ -76,6 +77,7 @@ class CertInfo:
         return cls(
             subject=cert.subject.rfc4514_string(),
             issuer=cert.issuer.rfc4514_string(),
+            common_name=_common_name(cert),
             serial=format(cert.serial_number, "x"),
             not_before=cert.not_valid_before_utc.isoformat(),
             not_after=cert.not_valid_after_utc.isoformat(),
@@ -87,12 +89,18 @@ class CertInfo:
         return {
             "subject": self.subject,
             "issuer": self.issuer,
+            "common_name": self.common_name,
             "serial": self.serial,
             "not_before": self.not_before,
             "not_after": self.not_after,
             "sha256": self.sha256,
             "ekus": list(self.ekus),
         }
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
 def _eku_names(cert: x509.Certificate) -> list[str]:
