@@ -501,9 +501,13 @@ def init_dev_keys(
     _write_key(d / DEV_ROOT_KEY, root_key)
     _write_key(d / DEV_INTERMEDIATE_KEY, inter_key)
     _write_key(paths.signer_key, leaf_key)
-    write_bytes_atomic(paths.root_cert, _pem_of([root]))
-    write_bytes_atomic(paths.intermediate_cert, _pem_of([inter]))
-    write_bytes_atomic(paths.signer_chain, _pem_of([leaf, inter]))
+    for path, certs in (
+        (paths.root_cert, [root]),
+        (paths.intermediate_cert, [inter]),
+        (paths.signer_chain, [leaf, inter]),
+    ):
+        write_bytes_atomic(path, _pem_of(certs))
+        os.chmod(path, 0o644)  # certificates are public
     return paths
 
 

@@ -63,8 +63,11 @@ def _secret_fragments(key_path: Path) -> list[str]:
 
 def test_dev_pki_files_modes_and_labels(tmp_path):
     paths = init_dev_keys(tmp_path / "k")
-    for key in paths.directory.glob("*.key.pem"):
+    keys = sorted(paths.directory.glob("*.key.pem"))
+    assert len(keys) == 3
+    for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE(paths.root_cert.stat().st_mode) == 0o644
     assert "DEVELOPMENT" in paths.signer_key.name and "DEVELOPMENT" in paths.root_cert.name
     chain = x509.load_pem_x509_certificates(paths.signer_chain.read_bytes())
     assert len(chain) == 2  # leaf then intermediate
