@@ -273,7 +273,7 @@ def build_record_dict(variant: str = "released", *, seed: int = 0, model: str = 
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_record() -> Callable[..., GateRecord]:
     def factory(variant: str = "released", **kw: Any) -> GateRecord:
         return GateRecord.model_validate(build_record_dict(variant, **kw))
@@ -281,7 +281,7 @@ def make_record() -> Callable[..., GateRecord]:
     return factory
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def record_dict() -> Callable[..., dict]:
     """The raw dictionary behind ``make_record``, to corrupt in negative tests."""
     return build_record_dict

@@ -1,0 +1,41 @@
+"""The self-contained HTML audit report of one gate run.
+
+Everything is inline: CSS, plots (PNG ``data:`` URIs), keyframes (JPEG ``data:`` URIs). A Content-Security-Policy
+meta tag (``default-src 'none'; img-src data:``) makes the browser refuse any external request even if a field of
+the record held a URL. Every value from the record is HTML-escaped by the template engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports.atomic import write_text_atomic
+from reports.plots import record_plots
+from reports.schema import FileRef, GateRecord
+from reports.templating import render
+
+
+def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
+    files: list[tuple[str, FileRef]] = []
+    for role in ("portrait", "audio", "video"):
+        ref = getattr(record.inputs, role)
+        if ref is not None:
+            files.append((f"input: {role}", ref))
+    files.append((f"output ({record.decision})", record.output))
+    return files
+
+
+def render_html(record: GateRecord) -> str:
+    """The audit report as one HTML document."""
+    return render(
+        "audit_report.html.j2",
+        r=record,
+        counts=record.check_counts(),
+        plots=record_plots(record),
+        files=_files(record),
+        digest=record.content_digest(),
+    )
+
+
+def write_html(record: GateRecord, path: str | Path) -> Path:
+    return write_text_atomic(path, render_html(record))

@@ -1,0 +1,102 @@
+"""JUnit XML for CI: one ``<testcase>`` per policy check.
+
+A failed check is a ``<failure>``, a check that could not be measured is an ``<error>`` (the gate could not decide
+it, which CI must not read as a pass), a passed check has neither. Advisory (non-required) checks are reported the
+same way with ``type="advisory"`` so a CI view can tell them apart. Suite properties carry the decision, run id,
+output path and watermark payload. Text is escaped by ElementTree; characters XML 1.0 forbids are removed.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from reports.atomic import write_bytes_atomic
+from reports.schema import CheckRecord, GateRecord
+from reports.templating import fmt_num
+
+# Characters outside the XML 1.0 ``Char`` production (control characters, lone surrogates, U+FFFE/U+FFFF).
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: object) -> str:
+    return _ILLEGAL_XML.sub("", str(value))
+
+
+def _sub(parent: ET.Element, tag: str, **attrs: object) -> ET.Element:
+    return ET.SubElement(parent, tag, {k: xml_text(v) for k, v in attrs.items()})
+
+
+def _rule(check: CheckRecord) -> str:
+    return f"{check.metric} {check.op} {fmt_num(check.threshold)}"
+
+
+def _testcase(suite: ET.Element, check: CheckRecord, classname: str) -> None:
+    case = _sub(suite, "testcase", classname=classname, name=check.name, time="0")
+    kind = "required" if check.required else "advisory"
+    detail = f"rule: {_rule(check)}\nvalue: {fmt_num(check.value)}\noutcome: {check.outcome}\n{check.message}".rstrip()
+    if check.outcome == "fail":
+        node = _sub(case, "failure", message=f"{_rule(check)} failed with {fmt_num(check.value)}", type=kind)
+        node.text = xml_text(detail)
+    elif check.outcome == "not_measured":
+        node = _sub(case, "error", message=f"not measured: {check.message or check.metric}", type=kind)
+        node.text = xml_text(detail)
+    else:
+        out = _sub(case, "system-out")
+        out.text = xml_text(detail)
+
+
+def render_junit(record: GateRecord) -> bytes:
+    counts = record.check_counts()
+    total_time = f"{sum(record.timings.values()):.3f}"
+    root = ET.Element(
+        "testsuites",
+        {
+            "name": "hallo3-gate",
+            "tests": str(len(record.checks)),
+            "failures": str(counts["fail"]),
+            "errors": str(counts["not_measured"]),
+            "time": total_time,
+        },
+    )
+    suite = _sub(
+        root,
+        "testsuite",
+        name=f"hallo3-gate.{record.policy.name}",
+        id=record.run_id,
+        tests=len(record.checks),
+        failures=counts["fail"],
+        errors=counts["not_measured"],
+        skipped=0,
+        time=total_time,
+        timestamp=record.created_at.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    props = _sub(suite, "properties")
+    for name, value in (
+        ("run_id", record.run_id),
+        ("decision", record.decision),
+        ("exit_code", record.exit_code),
+        ("output", record.output.path),
+        ("output_sha256", record.output.sha256),
+        ("watermark_payload", record.watermark.payload),
+        ("manifest_state", record.provenance.manifest_state),
+        ("model", f"{record.generator.backend}:{record.generator.model_name}"),
+        ("policy_sha256", record.policy.sha256),
+        ("schema_version", record.schema_version),
+    ):
+        _sub(props, "property", name=name, value=value)
+    classname = f"hallo3-gate.{record.policy.name}.checks"
+    for check in record.checks:
+        _testcase(suite, check, classname)
+    out = _sub(suite, "system-out")
+    out.text = xml_text(
+        f"decision: {record.decision} (exit code {record.exit_code})\n"
+        + "".join(f"reason: {reason}\n" for reason in record.reasons)
+    )
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_junit(record: GateRecord, path: str | Path) -> Path:
+    return write_bytes_atomic(path, render_junit(record))

@@ -1,0 +1,192 @@
+"""Matplotlib figures shared by the audit report and the model-comparison report.
+
+Figures are built with the object-oriented API on the Agg canvas (``matplotlib.figure.Figure``): no pyplot, no
+global backend state, no display. Each figure is returned as a ``data:`` URI (PNG) so reports stay self-contained.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from reports.schema import GateRecord, Series
+
+DPI = 144
+PASS_COLOUR = "#1a7f37"
+FAIL_COLOUR = "#cf222e"
+LINE_COLOUR = "#0969da"
+PALETTE = ("#0969da", "#bc4c00", "#8250df", "#1a7f37", "#bf3989", "#57606a")
+
+
+@dataclass(frozen=True)
+class Plot:
+    key: str
+    title: str
+    data_uri: str
+    caption: str
+
+
+def figure_to_data_uri(fig: Figure) -> str:
+    """Render a figure to PNG and return it as a base64 ``data:`` URI."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _x_axis(series: Series) -> tuple[np.ndarray, str]:
+    frames = np.asarray(series.frame_indices(), dtype=np.float64)
+    if series.fps:
+        return frames / series.fps, "time (s)"
+    return frames, "frame"
+
+
+def series_figure(
+    series: Series, *, title: str, ylabel: str, threshold: float | None = None, higher_is_better: bool | None = None
+) -> Figure:
+    """A per-frame line plot; frames without a value are gaps, marked with grey ticks on the x axis."""
+    x, xlabel = _x_axis(series)
+    y = np.array([np.nan if v is None else v for v in series.values], dtype=np.float64)
+    fig = Figure(figsize=(7.5, 2.3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x, y, color=LINE_COLOUR, linewidth=1.2, marker="." if len(y) <= 60 else None)
+    missing = np.isnan(y)
+    if missing.any():
+        ax.plot(
+            x[missing],
+            np.full(int(missing.sum()), 0.03),
+            "|",
+            color="#8c959f",
+            markersize=8,
+            transform=ax.get_xaxis_transform(),
+            label=f"not measured ({int(missing.sum())} values)",
+        )
+    if threshold is not None and math.isfinite(threshold):
+        ax.axhline(
+            threshold,
+            color=FAIL_COLOUR,
+            linestyle="--",
+            linewidth=1,
+            label=f"threshold {threshold:g}"
+            + ("" if higher_is_better is None else (" (min)" if higher_is_better else " (max)")),
+        )
+    if (~missing).any():
+        mean = float(np.nanmean(y))
+        ax.axhline(mean, color="#57606a", linestyle=":", linewidth=1, label=f"mean {mean:.3g}")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
+    return fig
+
+
+def _threshold_for(record: GateRecord, metric: str) -> float | None:
+    for check in record.checks:
+        if (
+            check.metric == metric
+            and isinstance(check.threshold, int | float)
+            and not isinstance(check.threshold, bool)
+        ):
+            return float(check.threshold)
+    return None
+
+
+def _plot_keys(record: GateRecord) -> list[tuple[str, str, Series, str, float | None, bool | None]]:
+    """(key, title, series, y label, threshold, higher_is_better) for every per-frame series in the record."""
+    items = []
+    for m in record.measurements:
+        if m.series is not None and m.series.values:
+            threshold = _threshold_for(record, m.name)
+            items.append(
+                (m.name, f"{m.name}: {m.series.label}", m.series, m.unit or m.name, threshold, m.higher_is_better)
+            )
+    wm = record.watermark.bit_accuracy_per_frame
+    if wm is not None and wm.values:
+        items.append(
+            ("watermark", f"watermark: {wm.label} ({record.watermark.method})", wm, "bit accuracy", None, True)
+        )
+    return items
+
+
+def record_plots(record: GateRecord) -> list[Plot]:
+    """The per-frame plots of one run: identity, sync confidence, watermark bit accuracy (whatever the record has)."""
+    plots = []
+    for key, title, series, ylabel, threshold, hib in _plot_keys(record):
+        fig = series_figure(series, title=title, ylabel=ylabel, threshold=threshold, higher_is_better=hib)
+        measured = series.measured_values()
+        caption = f"{len(measured)} of {len(series.values)} values measured" + (
+            f"; min {min(measured):.3g}, max {max(measured):.3g}" if measured else ""
+        )
+        plots.append(Plot(key=key, title=title, data_uri=figure_to_data_uri(fig), caption=caption))
+    return plots
+
+
+# --- comparison figures ------------------------------------------------------------------------------------------
+
+
+def ci_bar_figure(
+    metric: str,
+    labels: Sequence[str],
+    means: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    *,
+    higher_is_better: bool | None,
+    unit: str = "",
+    winner: str | None = None,
+) -> Figure:
+    """Bars of the per-model mean with 95 % CI error bars; the winner is outlined."""
+    fig = Figure(figsize=(4.2, 2.8), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    m = np.asarray(means, dtype=np.float64)
+    err = np.vstack([m - np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64) - m])
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
+    bars = ax.bar(x, m, yerr=np.nan_to_num(err), capsize=4, color=colours, alpha=0.85)
+    for bar, label in zip(bars, labels, strict=True):
+        if label == winner:
+            bar.set_edgecolor("black")
+            bar.set_linewidth(2)
+    arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
+    ax.set_title(f"{metric}{arrow}", fontsize=10, loc="left")
+    ax.set_xticks(x, list(labels), fontsize=8, rotation=15 if len(labels) > 3 else 0)
+    ax.set_ylabel(unit or metric, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def box_figure(
+    metric: str,
+    labels: Sequence[str],
+    samples: Sequence[Sequence[float]],
+    *,
+    higher_is_better: bool | None,
+    unit: str = "",
+) -> Figure:
+    """Per-model distribution of a per-video metric (box with the individual videos as points)."""
+    fig = Figure(figsize=(4.2, 2.8), layout="constrained")
+    ax = fig.add_subplot()
+    data = [np.asarray(s, dtype=np.float64) for s in samples]
+    ax.boxplot(data, tick_labels=list(labels), showmeans=True, widths=0.5)
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        ax.plot(
+            i + rng.uniform(-0.12, 0.12, len(values)), values, ".", color=PALETTE[(i - 1) % len(PALETTE)], alpha=0.6
+        )
+    arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
+    ax.set_title(f"{metric}{arrow} per video", fontsize=10, loc="left")
+    ax.set_ylabel(unit or metric, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig

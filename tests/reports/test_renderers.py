@@ -1,0 +1,261 @@
+"""Every renderer of one run: JSON, JUnit XML, Markdown, self-contained HTML (opened in Chromium), PDF."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reports.errors import InputError
+from reports.html import render_html
+from reports.json_report import read_json
+from reports.junit import render_junit
+from reports.markdown import STEP_SUMMARY_ENV, append_step_summary, render_markdown
+from reports.schema import GateRecord
+from reports.write import REPORT_FILES, write_reports
+
+HOSTILE = 'evil <img src="http://example.com/x.png"> & "quotes" \x01 | pipe'
+
+
+@pytest.fixture(scope="module")
+def written(make_record, tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """record.json, report.html, report.pdf, junit.xml, summary.md for a released and a quarantined run."""
+    out = {}
+    for variant in ("released", "unmeasured"):
+        out[variant] = write_reports(make_record(variant), tmp_path_factory.mktemp(variant), step_summary=False)
+    return out
+
+
+def test_write_reports_writes_every_file_atomically(written):
+    for paths in written.values():
+        assert {k: p.name for k, p in paths.items()} == REPORT_FILES
+        folder = paths["json"].parent
+        assert sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES.values()), "temporary files left behind"
+        assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+def test_record_json_reads_back_identical(written, make_record):
+    assert read_json(written["released"]["json"]) == make_record("released")
+    assert json.loads(written["unmeasured"]["json"].read_text())["decision"] == "quarantined"
+
+
+def test_read_json_names_the_file_and_the_problem(tmp_path, record_dict):
+    bad = tmp_path / "record.json"
+    data = record_dict("released")
+    data["checks"][0]["outcome"] = "maybe"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"record.json: must be a valid hallo3-gate audit record.*checks\.0\.outcome"):
+        read_json(bad)
+    with pytest.raises(InputError, match="readable"):
+        read_json(tmp_path / "missing.json")
+
+
+# --- JUnit -----------------------------------------------------------------------------------------------------------
+
+
+def _cases(xml: bytes) -> dict[str, ET.Element]:
+    root = ET.fromstring(xml)
+    assert root.tag == "testsuites"
+    return {case.get("name"): case for case in root.iter("testcase")}
+
+
+def test_junit_maps_outcomes_to_failure_error_or_nothing(make_record):
+    for variant, expect in (
+        ("released", {}),
+        ("failed", {"sync_c_min": "failure"}),
+        ("unmeasured", {"identity_mean_min": "error", "identity_min_min": "error"}),
+    ):
+        record = make_record(variant)
+        cases = _cases(render_junit(record))
+        assert list(cases) == [c.name for c in record.checks]
+        for name, case in cases.items():
+            tags = {child.tag for child in case} & {"failure", "error", "skipped"}
+            assert tags == ({expect[name]} if name in expect else set()), (variant, name, tags)
+        suite = ET.fromstring(render_junit(record)).find("testsuite")
+        assert int(suite.get("failures")) == sum(v == "failure" for v in expect.values())
+        assert int(suite.get("errors")) == sum(v == "error" for v in expect.values())
+        props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+        assert props["decision"] == record.decision and props["watermark_payload"] == record.watermark.payload
+
+
+def test_junit_escapes_markup_and_drops_illegal_characters(record_dict):
+    data = record_dict("failed")
+    data["checks"][0]["message"] = HOSTILE
+    data["checks"][0]["name"] = "sync<c>&min"
+    record = GateRecord.model_validate(data)
+    xml = render_junit(record)
+    case = _cases(xml)["sync<c>&min"]
+    failure = case.find("failure")
+    assert 'evil <img src="http://example.com/x.png"> & "quotes"  | pipe' in failure.text
+    assert b"\x01" not in xml
+    assert failure.get("type") == "required"
+
+
+# --- Markdown --------------------------------------------------------------------------------------------------------
+
+
+def test_markdown_summary_and_github_step_summary(make_record, tmp_path, monkeypatch, record_dict):
+    data = record_dict("failed")
+    data["reasons"].append(HOSTILE)
+    record = GateRecord.model_validate(data)
+    text = render_markdown(record)
+    assert text.startswith("## ⛔ hallo3-gate: QUARANTINED (exit code 1)")
+    assert "| sync_c_min | sync_c &gt;= 3 |" in text and "❌ fail" in text
+    assert "<img" not in text and "\\| pipe" in text and "\x01" not in text
+
+    summary = tmp_path / "step_summary.md"
+    summary.write_text("# earlier step\n")
+    monkeypatch.setenv(STEP_SUMMARY_ENV, str(summary))
+    assert append_step_summary(make_record("released")) == summary
+    assert append_step_summary(record) == summary
+    content = summary.read_text()
+    assert content.startswith("# earlier step\n")
+    assert content.index("RELEASED") < content.index("QUARANTINED")
+    monkeypatch.delenv(STEP_SUMMARY_ENV)
+    assert append_step_summary(record) is None
+
+
+# --- HTML ------------------------------------------------------------------------------------------------------------
+
+_URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "manifest"}
+_CSS_URL = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])([^"')]+)""", re.IGNORECASE)
+
+
+class _References(HTMLParser):
+    """Collects every resource reference of a document: URL attributes, CSS url()/@import in style elements and
+    style attributes. Text content is not a reference (an escaped URL in a message fetches nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.refs: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name == "srcset":
+                self.refs.extend(v.split()[0] for v in value.split(",") if v.strip())
+            elif name in _URL_ATTRS:
+                self.refs.append(value.strip())
+            elif name == "style":
+                self.refs.extend(_CSS_URL.findall(value))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.refs.extend(_CSS_URL.findall(data))
+
+
+def external_references(html: str) -> list[str]:
+    """Every resource reference that is not an inline data: URI or a fragment."""
+    parser = _References()
+    parser.feed(html)
+    parser.close()
+    return [r for r in parser.refs if not r.startswith(("data:", "#"))]
+
+
+def test_html_is_self_contained_and_escapes_record_text(record_dict):
+    data = record_dict("failed")
+    data["reasons"].append(HOSTILE)
+    data["inputs"]["prompt"] = HOSTILE
+    html = render_html(GateRecord.model_validate(data))
+    assert external_references(html) == []
+    assert not re.search(r"""<(?:link|script|iframe|object|embed)\b""", html, re.IGNORECASE)
+    assert "default-src 'none'" in html  # the browser refuses any request even if a URL slipped in
+    assert "&lt;img src=&#34;http://example.com/x.png&#34;&gt;" in html
+    assert html.count("<img ") == 3 + 4  # three per-frame plots + four keyframes, all data: URIs
+    assert "QUARANTINED" in html and "sync_c_min" in html and "urn:c2pa:" in html
+
+
+def test_external_reference_detector_can_fail():
+    html = (
+        '<link rel="stylesheet" href="//cdn.example/a.css"><img src="https://cdn.example/x.png">'
+        '<style>a{background:url(http://x/y)}</style><p>src="http://text.only"</p><img src="data:image/png;base64,AA">'
+    )
+    assert external_references(html) == ["//cdn.example/a.css", "https://cdn.example/x.png", "http://x/y"]
+
+
+def _no_network_prefix() -> list[str]:
+    """Run under a fresh network namespace (loopback only) when we may; Chromium's own rules close the rest."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "--net", "true"], capture_output=True).returncode == 0:
+        return [unshare, "--net"]
+    return []
+
+
+def chromium_screenshot(html_path: Path, png: Path, tmp: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian package chromium is not installed: cannot open the HTML report in a browser")
+    cmd = [
+        *_no_network_prefix(),
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--proxy-server=http://127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        f"--screenshot={png}",
+        "--window-size=1280,2400",
+        html_path.resolve().as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
+
+
+def _colour_share(region: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> float:
+    return float(np.all(np.abs(region.astype(int) - rgb) <= tol, axis=-1).mean())
+
+
+def test_html_opens_in_chromium_and_shows_the_decision(written, tmp_path):
+    """One browser run (the released report: green banner); the PDF test checks the red quarantine banner."""
+    png = tmp_path / "released.png"
+    chromium_screenshot(written["released"]["html"], png, tmp_path)
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert pixels.shape[:2] == (2400, 1280)
+    assert pixels.std() > 20, "screenshot is blank"
+    # the decision banner is the first thing on the page, in the decision's colour
+    assert _colour_share(pixels[40:110, 80:1200], (0x1A, 0x7F, 0x37)) > 0.5
+    # the plot area is drawn (many distinct colours, not an empty box)
+    assert len(np.unique(pixels[500:1400].reshape(-1, 3), axis=0)) > 200
+
+
+# --- PDF -------------------------------------------------------------------------------------------------------------
+
+
+def test_pdf_renders_to_non_blank_pages(written, tmp_path):
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        pytest.skip("poppler-utils (pdftoppm) is not installed: cannot rasterise the PDF report")
+    pdf = written["unmeasured"]["pdf"]
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    subprocess.run([pdftoppm, "-png", "-r", "50", str(pdf), str(tmp_path / "page")], check=True, timeout=60)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 2
+    for page in pages:
+        pixels = np.asarray(Image.open(page).convert("L"), dtype=np.float64)
+        assert pixels.std() > 5, f"{page.name} is blank"
+    first = np.asarray(Image.open(pages[0]).convert("RGB"))
+    assert _colour_share(first, (0xCF, 0x22, 0x2E), tol=16) > 0.01, "no red QUARANTINED banner on page 1"
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext:
+        text = subprocess.run([pdftotext, "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert "QUARANTINED" in text and "identity_mean_min" in text
