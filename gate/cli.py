@@ -13,7 +13,7 @@ import click
 import typer
 from rich.console import Console
 
-from reports.errors import ExitCode, Hallo3Error
+from reports.errors import ExitCode, Hallo3Error, UsageError
 
 app = typer.Typer(
     name="hallo3-gate",
@@ -174,10 +174,336 @@ def stamp_command(
 # --- metrics commands: measure ---------------------------------------------------------------------------------
 
 
+def _measure_weights_dir(weights_dir: str | None) -> None:
+    """``--weights-dir`` is searched first: it is put in front of ``HALLO3_GATE_WEIGHTS`` for this process."""
+    import os
+    from pathlib import Path
+
+    from reports.errors import UsageError
+
+    if weights_dir is None:
+        return
+    if not Path(weights_dir).is_dir():
+        raise UsageError("--weights-dir", "must be an existing directory", weights_dir)
+    rest = os.environ.get("HALLO3_GATE_WEIGHTS")
+    os.environ["HALLO3_GATE_WEIGHTS"] = os.pathsep.join([weights_dir, *([rest] if rest else [])])
+
+
+def _measure_row(m) -> dict:
+    return {"value": m.value, "reason": m.reason, "unit": m.unit, "protocol": m.protocol,
+            "higher_is_better": m.higher_is_better}  # fmt: skip
+
+
+@app.command("measure")
+def measure_command(
+    video: str = typer.Argument(..., help="The talking-portrait video to measure."),
+    reference: str | None = typer.Option(None, "--reference", help="The reference portrait (JPEG/PNG) for identity."),
+    audio: str | None = typer.Option(None, "--audio", help="Speech to use instead of the video's own audio track."),
+    weights_dir: str | None = typer.Option(None, "--weights-dir", help="Directory searched first for weight files."),
+    fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object keyed by metric name."),
+    details: bool = typer.Option(False, "--details", help="With --json: add each metric's details (per-frame series)."),
+) -> int:
+    """Measure a video with every metric that can run here; say why for each one that cannot.
+
+    Example: hallo3-gate measure clip.mp4 --reference face.jpg --audio speech.wav --json
+
+    JSON: {"identity_mean": {"value": 0.71, "reason": null, "unit": "cosine", "protocol": "...",
+    "higher_is_better": true}, "sync_c": {"value": null, "reason": "not measured: syncnet_v2.model missing - run
+    `hallo3-gate weights fetch syncnet`", ...}, ...}. A value is a number or null, and null always comes with the
+    reason. FVD appears only with --fvd-reference.
+
+    Exit codes: 0 every metric measured; 3 at least one metric could not be measured (the others are still printed);
+    2 usage error; 4 unreadable or invalid input file.
+    """
+    import json
+
+    from gate.measure import ALL, FVD, measure_candidate
+    from gate.media import read_audio, read_image, read_video
+
+    _measure_weights_dir(weights_dir)
+    media = read_video(video, require_audio=False)
+    sound, rate = (media.audio, media.sample_rate) if audio is None else read_audio(audio)
+    portrait = read_image(reference) if reference is not None else None
+    needed = set(ALL) if fvd_reference else set(ALL) - set(FVD)
+    fvd_path = None
+    if fvd_reference is not None:
+        from pathlib import Path
+
+        fvd_path = Path(fvd_reference)
+    outcome = measure_candidate(media.frames, media.fps, sound, rate, portrait, needed=needed, fvd_reference=fvd_path)
+    rows = outcome.measurements
+    if json_out:
+        obj = {k: {**_measure_row(m), **({"details": m.details} if details else {})} for k, m in rows.items()}
+        typer.echo(json.dumps(obj, indent=2, default=str))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"hallo3-gate measure {video}", show_lines=False)
+        for col in ("metric", "value", "unit", "not measured because"):
+            table.add_column(col, overflow="fold")
+        for k, m in rows.items():
+            value = "-" if m.value is None else f"{m.value:.4g}"
+            table.add_row(k, value, m.unit, m.reason or "")
+        console.print(table)
+    return int(ExitCode.NOT_MEASURED) if any(m.value is None for m in rows.values()) else 0
+
+
 # --- generator commands: generate --------------------------------------------------------------------------------
 
 
 # --- gate commands: review, compare, weights, ledger, demo ---------------------------------------------------------
+# The printed verdict and the exit code both come from the run's record (one computation: gate.policy.decide).
+
+
+def _run_gate(req, json_out: bool) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from gate.run import run
+
+    if json_out:
+        outcome = run(req)
+    else:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                      transient=True) as bar:  # fmt: skip
+            task = bar.add_task("starting", total=None)
+            outcome = run(req, progress=lambda msg: bar.update(task, description=msg))
+    rec = outcome.record
+    if json_out:
+        typer.echo(rec.to_json())
+    else:
+        colour = "green" if rec.decision == "released" else "red"
+        console.print(f"[bold {colour}]{rec.decision.upper()}[/] {rec.output.path}")
+        for r in rec.reasons:
+            console.print(f"  - {r}", markup=False)
+        counts = rec.check_counts()
+        console.print(
+            f"  checks: {counts['pass']} passed, {counts['fail']} failed, {counts['not_measured']} not measured; "
+            f"watermark {rec.watermark.payload}; manifest {rec.provenance.manifest_state}",
+            markup=False,
+        )
+        console.print(f"  record and reports: {outcome.directory}", markup=False)
+    return int(outcome.exit_code)
+
+
+def _signer_and_trust(trust: str | None):
+    from provenance.keys import SignerConfig, dev_trust_anchor, load_trust_anchors
+
+    config = SignerConfig.from_env()
+    return config, load_trust_anchors(trust) or dev_trust_anchor(config)
+
+
+def _ledger_path(ledger: str | None):
+    from pathlib import Path
+
+    from gate.ledger import default_path
+
+    return Path(ledger) if ledger else default_path()
+
+
+LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
+
+
+@app.command("review")
+def review_command(
+    video: str = typer.Argument(..., help="The existing talking-portrait video to gate."),
+    reference: str = typer.Option(..., "--reference", help="The reference portrait it must show (JPEG/PNG)."),
+    audio: str = typer.Option(..., "--audio", help="The speech it was driven by (WAV/MP3)."),
+    out: str = typer.Option(..., "--out", help="Output directory: released/, quarantine/, staging/."),
+    policy: str | None = typer.Option(None, "--policy", help="Policy TOML (default: the shipped default policy)."),
+    ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for verifying after signing."),
+    fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="A baseline run directory for regression limits."),
+    crf: int = typer.Option(18, "--crf", help="H.264 CRF of the watermarked re-encode (0-51)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the audit record as JSON."),
+) -> int:
+    """Gate an existing video: watermark, encode, measure, decide, sign, verify, record, release or quarantine.
+
+    Example: hallo3-gate review clip.mp4 --reference face.jpg --audio speech.wav --out runs/ --json
+
+    Exit codes: 0 released; 1 a required check failed (quarantined); 2 usage/config error; 3 something required could
+    not be measured (quarantined, fail closed); 4 bad input file; 5 signing/verification failed (quarantined).
+    """
+    from pathlib import Path
+
+    from gate.run import RunRequest
+
+    signer, anchors = _signer_and_trust(trust)
+    req = RunRequest(
+        mode="review", out_dir=Path(out), portrait=Path(reference), audio=Path(audio), video=Path(video),
+        policy_path=Path(policy) if policy else None, ledger_path=_ledger_path(ledger), signer=signer,
+        trust_anchors_pem=anchors, crf=crf, fvd_reference=Path(fvd_reference) if fvd_reference else None,
+        baseline_dir=Path(baseline) if baseline else None,
+    )  # fmt: skip
+    return _run_gate(req, json_out)
+
+
+@app.command("generate")
+def generate_command(
+    portrait: str = typer.Option(..., "--portrait", help="The reference portrait (JPEG/PNG)."),
+    audio: str = typer.Option(..., "--audio", help="The driving speech (WAV/MP3)."),
+    out: str = typer.Option(..., "--out", help="Output directory: released/, quarantine/, staging/."),
+    prompt: str = typer.Option("", "--prompt", help="Scene description (Hallo3 backend; T5, 226 tokens max)."),
+    backend: str = typer.Option("hallo3", "--backend", help="hallo3 (needs --model), still (baseline), hallo3-tiny."),
+    model: str | None = typer.Option(None, "--model", help="Hallo3 weights: the official release dir or a converted one."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (recorded)."),
+    steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default 50 for hallo3)."),
+    policy: str | None = typer.Option(None, "--policy", help="Policy TOML (default: the shipped default policy)."),
+    ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for verifying after signing."),
+    fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
+    crf: int = typer.Option(18, "--crf", help="H.264 CRF (0-51)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the audit record as JSON."),
+) -> int:
+    """Generate a talking video from a portrait and speech, then gate it like `review`.
+
+    Example: hallo3-gate generate --portrait face.jpg --audio speech.wav --backend still --out runs/
+
+    Backends: `hallo3` (the real model; --model DIR with the official release or a converted checkpoint), `still`
+    (the portrait repeated: a calibration baseline that should fail lip sync), `hallo3-tiny` (the real pipeline code
+    with tiny RANDOM weights: exercises the machinery, makes noise, never a real result).
+    Exit codes as for `review`.
+    """
+    from pathlib import Path
+
+    from gate.run import RunRequest
+
+    signer, anchors = _signer_and_trust(trust)
+    req = RunRequest(
+        mode="generate", out_dir=Path(out), portrait=Path(portrait), audio=Path(audio), prompt=prompt or None,
+        backend=backend, model_dir=Path(model) if model else None, seed=seed, steps=steps,
+        policy_path=Path(policy) if policy else None, ledger_path=_ledger_path(ledger), signer=signer,
+        trust_anchors_pem=anchors, crf=crf, fvd_reference=Path(fvd_reference) if fvd_reference else None,
+    )  # fmt: skip
+    return _run_gate(req, json_out)
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    expect_head: str | None = typer.Option(None, "--expect-head", help="A row hash anchored elsewhere earlier."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> int:
+    """Recompute the hash chain; name every edited, deleted or reordered row. Exit 0 intact, 1 tampered."""
+    import json
+
+    from gate.ledger import Ledger
+
+    path = _ledger_path(ledger)
+    if not path.exists():
+        raise UsageError(str(path), "ledger file must exist", "not found")
+    rep = Ledger(path).verify(expect_head=expect_head)
+    if json_out:
+        typer.echo(json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2))
+    else:
+        console.print(f"{path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]"))
+        for p in rep.problems:
+            console.print(f"  - {p}", markup=False)
+    return 0 if rep.ok else int(ExitCode.GATE_FAILED)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    payload: str | None = typer.Option(None, "--payload", help="Only the run whose watermark payload is this hex."),
+    json_out: bool = typer.Option(False, "--json", help="Print rows as JSON."),
+) -> int:
+    """List the ledger's rows (or the one matching a watermark payload)."""
+    import json
+
+    from rich.table import Table
+
+    from gate.ledger import Ledger
+
+    path = _ledger_path(ledger)
+    if not path.exists():
+        raise UsageError(str(path), "ledger file must exist", "not found")
+    lg = Ledger(path)
+    rows = [r for r in [lg.find_by_payload(payload)] if r] if payload else lg.rows()
+    if json_out:
+        keys = ("seq", "run_id", "created_at", "decision", "output_path", "payload_hex", "row_hash")
+        typer.echo(json.dumps([{k: getattr(r, k) for k in keys} for r in rows], indent=2))
+        return 0 if rows or not payload else int(ExitCode.GATE_FAILED)
+    table = Table("seq", "run", "created", "decision", "payload", "output")
+    for r in rows:
+        table.add_row(str(r.seq), r.run_id, r.created_at, r.decision, r.payload_hex or "-", r.output_path)
+    console.print(table)
+    return 0 if rows or not payload else int(ExitCode.GATE_FAILED)
+
+
+@weights_app.command("list")
+def weights_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
+    """Every weight file the system knows: source, sha256, size, licence, user, and where it resolves here."""
+    import json
+
+    from rich.table import Table
+
+    from gate import weights
+
+    rows = []
+    for name in weights.names():
+        w = weights.REGISTRY[name]
+        p = weights.resolve(name)
+        rows.append({**w.to_dict(), "resolved": str(p) if p else None})
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return 0
+    table = Table("name", "file", "here", "licence", "used by", "source")
+    for r in rows:
+        table.add_row(r["name"], r["filename"], r["resolved"] or "[red]missing[/]", r["licence"], r["used_by"], r["source"])
+    console.print(table)
+    return 0
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    names: list[str] = typer.Argument(..., help="Registry names (see `weights list`)."),
+    force: bool = typer.Option(False, "--force", help="Download even if a copy resolves."),
+    offline: bool = typer.Option(False, "--offline", help="Never use the network (fail if missing)."),
+) -> int:
+    """Download weight files into the user cache, verifying size and sha256 (a mismatch is an error)."""
+    import os
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from gate import weights
+
+    if offline:
+        os.environ["HALLO3_GATE_OFFLINE"] = "1"
+    for name in names:
+        weights.entry(name)  # unknown names fail before any download
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
+        for name in names:
+            task = bar.add_task(name, total=weights.REGISTRY[name].size)
+
+            def step(n: int, total: int | None, task=task) -> None:
+                bar.update(task, advance=n, total=total)
+
+            path = weights.fetch(name, force=force, progress=step)
+            bar.update(task, completed=path.stat().st_size, total=path.stat().st_size)
+            console.print(f"{name}: {path}", markup=False)
+    return 0
+
+
+@weights_app.command("verify")
+def weights_verify(
+    names: list[str] = typer.Argument(None, help="Registry names (default: all)."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> int:
+    """Recompute the sha256 of every resolvable weight file against its pinned value. Exit 1 on a mismatch."""
+    import json
+
+    from gate import weights
+
+    results = [weights.verify(n) for n in (names or list(weights.names()))]
+    if json_out:
+        typer.echo(json.dumps([{**r.__dict__, "path": str(r.path) if r.path else None} for r in results], indent=2))
+    else:
+        for r in results:
+            colour = {"ok": "green", "unpinned": "yellow", "missing": "dim", "mismatch": "red"}[r.status]
+            console.print(f"[{colour}]{r.status:9}[/] {r.name:24} {r.path or ''}")
+    return int(ExitCode.GATE_FAILED) if any(r.status == "mismatch" for r in results) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

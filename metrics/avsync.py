@@ -67,6 +67,7 @@ class AVSyncResult:
     missing_frames: list[int] = field(default_factory=list)
     config: AVSyncConfig = field(default_factory=AVSyncConfig)
     notes: list[str] = field(default_factory=list)
+    second_peak: float | None = None  # best r(k) at least 3 frames from the peak: close to corr = ambiguous offset
 
     @property
     def measured(self) -> bool:
@@ -86,7 +87,7 @@ class AVSyncResult:
                 Measurement.not_measured("avsync_offset", reason, PROTOCOL, details=details),
                 Measurement.not_measured("avsync_corr", reason, PROTOCOL, details=details),
             ]
-        details = {**details, "lags": self.lags, "curve": self.curve}
+        details = {**details, "lags": self.lags, "curve": self.curve, "second_peak": self.second_peak}
         offset_ms = 1000.0 * self.offset / self.fps
         return [
             Measurement(
@@ -249,11 +250,18 @@ def measure_avsync(
     lags, curve = normalised_xcorr(detrend(aperture, window), detrend(envelope, window), cfg.max_offset)
     j = int(np.argmax(curve))
     far = np.abs(lags - lags[j]) >= 3
+    second = float(curve[far].max())
     result_lists["notes"] = [
         *notes,
         f"peak minus median of r(k): {float(curve[j] - np.median(curve)):.3f}",
-        f"best r(k) at least 3 frames from the peak: {float(curve[far].max()):.3f} (periodic speech makes this close)",
+        f"best r(k) at least 3 frames from the peak: {second:.3f} (rhythmic speech or song makes this close)",
     ]
     return AVSyncResult(
-        int(lags[j]), float(curve[j]), **base, **result_lists, lags=[int(k) for k in lags], curve=curve.tolist()
+        int(lags[j]),
+        float(curve[j]),
+        **base,
+        **result_lists,
+        lags=[int(k) for k in lags],
+        curve=curve.tolist(),
+        second_peak=second,
     )

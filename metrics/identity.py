@@ -30,7 +30,7 @@ import cv2
 import dlib
 import numpy as np
 
-from metrics.faces import Face, FaceDetector, FaceDetectorConfig, as_rgb_frames
+from metrics.faces import Face, FaceDetector, FaceDetectorConfig, FaceTrack, as_rgb_frames
 from metrics.measurement import Measurement
 from reports.errors import InputError, MeasurementError
 
@@ -77,7 +77,7 @@ class IdentityBackend(Protocol):
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None: ...
 
-    def embed_frames(self, frames: np.ndarray) -> list[np.ndarray | None]: ...
+    def embed_frames(self, frames: np.ndarray, track: FaceTrack | None = None) -> list[np.ndarray | None]: ...
 
 
 # --- dlib-landmark backends ----------------------------------------------------------------------------------------
@@ -101,9 +101,13 @@ class _DlibFacesBackend:
         face = self.detector.detect_image(rgb)
         return None if face is None else self.embed_face(rgb, face)
 
-    def embed_frames(self, frames: np.ndarray) -> list[np.ndarray | None]:
+    def embed_frames(self, frames: np.ndarray, track: FaceTrack | None = None) -> list[np.ndarray | None]:
+        """One embedding per frame (``None`` without a face); ``track`` reuses faces already found on ``frames``."""
         rgb = as_rgb_frames(frames)
-        track = self.detector.track(rgb)
+        if track is None:
+            track = self.detector.track(rgb)
+        elif len(track.faces) != len(rgb):
+            raise InputError("track", f"one entry per frame ({len(rgb)})", len(track.faces))
         return [None if f is None else self.embed_face(img, f) for img, f in zip(rgb, track.faces, strict=True)]
 
 
@@ -208,7 +212,8 @@ class ArcFaceBackend:
     def embed_image(self, image: np.ndarray) -> np.ndarray | None:
         return self._largest(as_rgb_frames(np.asarray(image)[None], "reference image")[0])
 
-    def embed_frames(self, frames: np.ndarray) -> list[np.ndarray | None]:
+    def embed_frames(self, frames: np.ndarray, track: FaceTrack | None = None) -> list[np.ndarray | None]:
+        """SCRFD finds the faces itself; a dlib ``track`` is not used by this backend."""
         return [self._largest(f) for f in as_rgb_frames(frames)]
 
 
@@ -290,8 +295,13 @@ class IdentityResult:
         return [*rows, presence]
 
 
-def measure_identity(reference: np.ndarray, frames: np.ndarray, backend: IdentityBackend) -> IdentityResult:
-    """Cosine similarity of the reference portrait's face to each frame's largest face."""
+def measure_identity(
+    reference: np.ndarray, frames: np.ndarray, backend: IdentityBackend, track: FaceTrack | None = None
+) -> IdentityResult:
+    """Cosine similarity of the reference portrait's face to each frame's largest face.
+
+    ``reference`` is one RGB image, ``frames`` uint8 [T,H,W,3]; ``track`` (optional) reuses dlib faces on ``frames``.
+    """
     frames = as_rgb_frames(frames)
     ref = backend.embed_image(reference)
     base: dict[str, Any] = {"backend": backend.name, "protocol": backend.protocol, "threshold": backend.threshold}
@@ -303,7 +313,7 @@ def measure_identity(reference: np.ndarray, frames: np.ndarray, backend: Identit
             n_frames=len(frames),
             reason="no face found in the reference image",
         )
-    embeddings = backend.embed_frames(frames)
+    embeddings = backend.embed_frames(frames, track)
     cosine, distance = _compare(ref, embeddings)
     details = {"reference_norm": float(np.linalg.norm(ref))}
     norms = [float(np.linalg.norm(e)) for e in embeddings if e is not None]
