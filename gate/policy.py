@@ -133,7 +133,9 @@ def _parse_check(path: str, name: str, table: Any) -> Check:
         raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(CHECK_KEYS))}")
     metric = table.get("metric")
     if metric not in KNOWN_METRICS:
-        raise UsageError(f"{where}.metric", f"must be a known metric ({', '.join(sorted(KNOWN_METRICS))})", repr(metric))
+        raise UsageError(
+            f"{where}.metric", f"must be a known metric ({', '.join(sorted(KNOWN_METRICS))})", repr(metric)
+        )
     if not any(b in table for b in BOUNDS):
         raise UsageError(where, "needs at least one bound: min, max or abs_max")
     lo = table.get("min")
@@ -200,6 +202,18 @@ def load(path: str | Path | None = None) -> Policy:
     return parse(text, str(p))
 
 
+def backend_threshold(m: Measurement) -> float | None:
+    """The same-person threshold a backend states for the value's own scale (``details["threshold"]``: a number, or
+    ``{"metric": "cosine", "value": ...}``). A rule on another scale (e.g. dlib's Euclidean 0.6) does not apply to a
+    cosine value: None, and the check is not measured rather than compared on the wrong scale."""
+    t = m.details.get("threshold")
+    if isinstance(t, dict) and t.get("metric") == (m.unit or "cosine"):
+        t = t.get("value")
+    if isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t):
+        return float(t)
+    return None
+
+
 def _bounds(c: Check) -> list[tuple[str, str, float | str, bool]]:
     """(name, op, threshold, on absolute value) for every bound of a check."""
     out: list[tuple[str, str, float | str, bool]] = []
@@ -220,14 +234,15 @@ def evaluate(policy: Policy, measurements: dict[str, Measurement]) -> list[Check
             shown = f"|{c.metric}|" if absolute else c.metric
             threshold: float | str = spec
             if spec == BACKEND_THRESHOLD and m is not None:
-                t = m.details.get("threshold")
-                threshold = float(t) if isinstance(t, int | float) and not isinstance(t, bool) else spec
+                threshold = backend_threshold(m) or spec
             if m is None or m.value is None:
                 reason = m.reason if m is not None else f"metric {c.metric} was not computed"
-                results.append(CheckResult(name, c.metric, op, threshold, None, "not_measured", c.required, str(reason)))
+                results.append(
+                    CheckResult(name, c.metric, op, threshold, None, "not_measured", c.required, str(reason))
+                )
                 continue
             if isinstance(threshold, str):
-                why = f"{c.metric}: the backend states no same-person threshold"
+                why = f"{c.metric}: the backend states no same-person threshold on this value's scale"
                 results.append(CheckResult(name, c.metric, op, threshold, None, "not_measured", c.required, why))
                 continue
             v = abs(float(m.value)) if absolute else float(m.value)
@@ -237,7 +252,9 @@ def evaluate(policy: Policy, measurements: dict[str, Measurement]) -> list[Check
     return results
 
 
-def regression_checks(policy: Policy, measurements: dict[str, Measurement], baseline: dict[str, float]) -> list[CheckResult]:
+def regression_checks(
+    policy: Policy, measurements: dict[str, Measurement], baseline: dict[str, float]
+) -> list[CheckResult]:
     """Checks that this output's metrics have not dropped more than allowed against the baseline run's means."""
     if policy.regression is None:
         return []

@@ -72,8 +72,12 @@ required = false
 
 
 def test_all_pass_releases():
-    ms = {"sync_c": m("sync_c", 5.0), "sync_offset": m("sync_offset", -1), "identity_mean": m("identity_mean", 0.8, threshold=0.5),
-          "sync_d": m("sync_d", 9.5)}  # fmt: skip
+    ms = {
+        "sync_c": m("sync_c", 5.0),
+        "sync_offset": m("sync_offset", -1),
+        "identity_mean": m("identity_mean", 0.8, threshold=0.5),
+        "sync_d": m("sync_d", 9.5),
+    }
     results = policy.evaluate(POLICY, ms)
     assert [r.outcome for r in results] == ["pass", "pass", "pass", "fail"]
     assert results[2].threshold == 0.5  # the backend's own threshold was used
@@ -82,7 +86,11 @@ def test_all_pass_releases():
 
 
 def test_failed_required_check_quarantines_with_reason():
-    ms = {"sync_c": m("sync_c", 1.0), "sync_offset": m("sync_offset", 4), "identity_mean": m("identity_mean", 0.8, threshold=0.5)}
+    ms = {
+        "sync_c": m("sync_c", 1.0),
+        "sync_offset": m("sync_offset", 4),
+        "identity_mean": m("identity_mean", 0.8, threshold=0.5),
+    }
     d = policy.decide(policy.evaluate(POLICY, ms))
     assert not d.released and d.exit_code == ExitCode.GATE_FAILED
     assert any("sync_c = 1 violates >= 3" in r for r in d.reasons)
@@ -90,11 +98,28 @@ def test_failed_required_check_quarantines_with_reason():
 
 
 def test_unmeasured_required_check_fails_closed_with_exit_3():
-    ms = {"sync_c": m("sync_c", None), "sync_offset": m("sync_offset", 0), "identity_mean": m("identity_mean", 0.9, threshold=0.5)}
+    ms = {
+        "sync_c": m("sync_c", None),
+        "sync_offset": m("sync_offset", 0),
+        "identity_mean": m("identity_mean", 0.9, threshold=0.5),
+    }
     results = policy.evaluate(POLICY, ms)
     assert results[0].outcome == "not_measured" and "weights missing" in results[0].message
     d = policy.decide(results)
     assert not d.released and d.exit_code == ExitCode.NOT_MEASURED
+
+
+def test_backend_threshold_on_the_right_scale_only():
+    cos = Measurement(
+        "identity_mean", 0.7, "t", unit="cosine", details={"threshold": {"metric": "cosine", "value": 0.4}}
+    )
+    euc = Measurement(
+        "identity_mean", 0.7, "t", unit="cosine", details={"threshold": {"metric": "euclidean", "value": 0.6}}
+    )
+    assert policy.backend_threshold(cos) == 0.4
+    assert policy.backend_threshold(euc) is None
+    res = policy.evaluate(POLICY, {"identity_mean": euc})
+    assert next(r for r in res if r.name == "identity").outcome == "not_measured"
 
 
 def test_two_bounds_give_two_results():
@@ -112,7 +137,9 @@ def test_absent_metric_and_backend_without_threshold_are_not_measured():
 
 
 def test_regression_limits_against_baseline():
-    p = policy.parse('name="r"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=0\n[regression]\nmax_drop={sync_c=0.5, sync_d=0.5}')
+    p = policy.parse(
+        'name="r"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=0\n[regression]\nmax_drop={sync_c=0.5, sync_d=0.5}'
+    )
     ms = {"sync_c": m("sync_c", 5.0), "sync_d": m("sync_d", 8.0)}
     out = {r.name: r for r in policy.regression_checks(p, ms, {"sync_c": 5.8, "sync_d": 7.8})}
     assert out["regression.sync_c"].outcome == "fail"  # dropped 0.8 > 0.5
