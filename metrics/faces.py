@@ -4,15 +4,16 @@ One face per frame: dlib's HOG frontal detector finds candidates on a downscaled
 confident candidate is kept, and dlib's 68-point shape predictor places landmarks on the full-resolution frame.
 
 Generated talking heads turn and tilt; the HOG detector then scores the real face below its default threshold. A
-*weak* candidate (score between ``weak_score`` and ``min_score``) is accepted only when it overlaps a confident face
-found within ``support_frames`` frames (IoU >= ``support_iou``): temporal support, so a one-off weak hit on a
-background texture is never taken for the face. A single image gets confident faces only.
+*weak* candidate (score between ``weak_score`` and ``min_score``) is accepted only when it overlaps the nearest
+confident face found within ``support_frames`` frames (IoU >= ``support_iou``, similar size): temporal support, so a
+one-off weak hit on a background texture is not taken for the face. A single image gets confident faces only.
 
 Frames where no face is accepted are listed (``missing_frames``); nothing is interpolated here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ class FaceDetectorConfig:
     min_score: float = 0.0  # dlib's default threshold: a confident face
     weak_score: float = -0.5  # weaker candidates, accepted only with temporal support
     support_frames: int = 25  # a weak face needs a confident one within this many frames (1 s at 25 fps)
-    support_iou: float = 0.3
+    support_iou: float = 0.5  # ... overlapping it this much
+    support_size_ratio: float = 1.5  # ... and of a similar size (at most this ratio either way)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -154,7 +156,9 @@ class FaceDetector:
             ref = chosen[min(near, key=lambda j: abs(j - i))]
             assert ref is not None
             best = max(cs, key=lambda c: _iou(c[0], ref[0]))
-            if _iou(best[0], ref[0]) >= self.config.support_iou:
+            ratio = math.sqrt(_area(best[0]) / _area(ref[0]))
+            similar = 1 / self.config.support_size_ratio <= ratio <= self.config.support_size_ratio
+            if _iou(best[0], ref[0]) >= self.config.support_iou and similar:
                 chosen[i] = (best[0], best[1], True)
         faces: list[Face | None] = []
         for frame, c in zip(arr, chosen, strict=True):
