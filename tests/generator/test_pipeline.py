@@ -1,0 +1,334 @@
+"""The Hallo3 pipeline end to end at tiny width on CPU: long video by clips, conditioning, sampler step, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from generator import pipeline as pipeline_module
+from generator.audio import AudioConfig, AudioEncoder, clip_audio_windows
+from generator.output import GenerationOutput
+from generator.pipeline import ClipConditions, Hallo3Pipeline, MemoryConfig, PromptTruncatedWarning
+from generator.tiny import TINY_AUDIO_HIDDEN, TINY_AUDIO_LAYERS, build_tiny_pipeline, tiny_generation
+from reports.errors import InputError, UsageError
+
+RATE = 16_000
+PROMPT = "A woman talking on a dimly lit beach with the waves of the sea behind her."
+
+
+def speech_like(seconds: float, seed: int) -> np.ndarray:
+    """A voiced-speech stand-in: harmonics of a wandering pitch under a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * RATE)) / RATE
+    pitch = 120 + 40 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, np.pi))
+    return (0.2 * voice * envelope).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    return data.astronaut()  # a real 512×512 portrait photo shipped with scikit-image
+
+
+@pytest.fixture(scope="module")
+def analyser() -> Any:
+    pytest.importorskip("dlib")
+    from generator.tiny import TinyFaceAnalyser
+
+    return TinyFaceAnalyser()
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory: pytest.TempPathFactory, analyser: Any) -> Hallo3Pipeline:
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny"), seed=0, face_analyser=analyser)
+
+
+@dataclass
+class Recorder:
+    """Records what every transformer call and every VAE encode/decode received or returned."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    encoded: list[torch.Tensor] = field(default_factory=list)
+    decoded: list[torch.Tensor] = field(default_factory=list)
+
+    def __call__(self, kwargs: dict[str, Any]) -> None:
+        self.calls.append({k: v.clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+
+
+def run(pipe: Hallo3Pipeline, image: Any, audio: np.ndarray, monkeypatch: pytest.MonkeyPatch | None = None, **kw: Any):
+    recorder = Recorder()
+    pipe.transformer_calls.append(recorder)
+    if monkeypatch is not None:
+        encode, decode = pipe._vae_encode, pipe.decode_latents
+
+        def spy_encode(frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+            recorder.encoded.append(frames.clone())
+            return encode(frames, generator)
+
+        def spy_decode(latents: torch.Tensor) -> torch.Tensor:
+            out = decode(latents)
+            recorder.decoded.append(out.clone())
+            return out
+
+        monkeypatch.setattr(pipe, "_vae_encode", spy_encode)
+        monkeypatch.setattr(pipe, "decode_latents", spy_decode)
+    try:
+        kw.setdefault("config", tiny_generation())
+        out = pipe(image, audio, RATE, **kw)
+    finally:
+        pipe.transformer_calls.remove(recorder)
+    return out, recorder
+
+
+@pytest.fixture(scope="module")
+def first_run(pipe: Hallo3Pipeline, portrait: np.ndarray) -> tuple[Any, Recorder]:
+    with pytest.MonkeyPatch.context() as mp:
+        return run(pipe, portrait, speech_like(2.4, seed=1), mp, prompt=PROMPT, seed=3)
+
+
+def test_two_clip_long_video_end_to_end(pipe: Hallo3Pipeline, first_run: tuple[Any, Recorder]) -> None:
+    out, rec = first_run
+    # 2.4 s → N = 60 frames → 2 clips of 47 new frames (the official 49-padding would need 3)
+    assert out.frames.shape == (60, 32, 32, 3) and out.frames.dtype == np.uint8  # square portrait: cropped back
+    assert out.fps == 25.0 and out.sample_rate == RATE and out.seed == 3
+    np.testing.assert_array_equal(out.audio, speech_like(2.4, seed=1))
+    assert out.config["clips"] == 2 and out.config["official_clips"] == 3
+    assert out.config["generation"]["num_inference_steps"] == 3 and out.config["prompt"] == PROMPT
+    json.dumps(out.config)
+    generated = out.to_generation_output()
+    assert isinstance(generated, GenerationOutput) and generated.backend == "hallo3" and generated.num_frames == 60
+
+    # frames = clip 0 decoded frames 2…48, then clip 1 frames 2…14, as uint8, centre-cropped to 32×32
+    assert len(rec.decoded) == 2 and rec.decoded[0].shape == (49, 3, 32, 48)
+    expected = torch.cat([rec.decoded[0][2:], rec.decoded[1][2:15]])
+    expected = ((expected.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)[:, :, 8:40].numpy()
+    np.testing.assert_array_equal(out.frames, expected)
+
+
+def test_motion_frames_are_the_last_two_decoded_frames_with_a_shared_10_percent_mask(
+    first_run: tuple[Any, Recorder],
+) -> None:
+    _, rec = first_run
+    face_pass, clip0, clip1 = rec.encoded
+    assert face_pass.shape == (1, 3, 32, 48)  # the face-masked reference, one frame
+    assert clip0.shape == clip1.shape == (3, 3, 32, 48)  # [reference ; m1 ; m2]
+    torch.testing.assert_close(clip0[0], clip1[0])  # the reference frame itself is never masked
+    previous = rec.decoded[0][-2:].clamp(-1, 1)
+    masked = (clip1[1:] == 0).all(dim=0).all(dim=0)  # positions zeroed in both frames and all channels
+    share = masked.float().mean().item()
+    assert 0.05 < share < 0.16
+    torch.testing.assert_close(clip1[1:][:, :, ~masked], previous[:, :, ~masked])
+    # clip 0's motion frames are the reference itself, masked the same way
+    masked0 = (clip0[1:] == 0).all(dim=0).all(dim=0)
+    torch.testing.assert_close(clip0[1:][:, :, ~masked0], clip0[:1].expand(2, -1, -1, -1)[:, :, ~masked0])
+
+
+def test_transformer_calls_batch_uncond_then_cond(pipe: Hallo3Pipeline, first_run: tuple[Any, Recorder]) -> None:
+    _, rec = first_run
+    assert len(rec.calls) == 2 * 3  # 2 clips × 3 steps, one batched call each
+    windows = pipe.audio_encoder.encode(speech_like(2.4, seed=1), RATE).windows
+    for n, call in enumerate(rec.calls):
+        clip = n // 3
+        assert call["hidden_states"].shape == (2, 13, 32, 4, 6)
+        assert call["audio_embeds"].shape == (2, 49, 5, TINY_AUDIO_LAYERS, TINY_AUDIO_HIDDEN)
+        assert (call["audio_embeds"][0] == 0).all()  # uncond: zeros into the audio projection
+        torch.testing.assert_close(call["audio_embeds"][1], clip_audio_windows(windows, clip))
+        assert (call["encoder_hidden_states"][0] == 0).all() and call["encoder_hidden_states"][1].abs().sum() > 0
+        torch.testing.assert_close(call["face_embeds"][0], call["face_embeds"][1])
+        image = call["hidden_states"][:, :, 16:]
+        torch.testing.assert_close(image[0], image[1])  # concat latent identical in both halves
+        assert (image[:, 1:] == 0).all() and image[:, 0].abs().sum() > 0  # 1 latent frame + 12 zero frames
+        torch.testing.assert_close(call["hidden_states"][0, :, :16], call["hidden_states"][1, :, :16])
+        assert call["timestep"].tolist() == [int(pipe.scheduler.timesteps[n % 3])] * 2
+
+
+def test_deterministic_under_a_seed(
+    pipe: Hallo3Pipeline, portrait: np.ndarray, first_run: tuple[Any, Recorder]
+) -> None:
+    again, _ = run(pipe, portrait, speech_like(2.4, seed=1), prompt=PROMPT, seed=3)
+    np.testing.assert_array_equal(again.frames, first_run[0].frames)
+    other, _ = run(pipe, portrait, speech_like(2.4, seed=1), prompt=PROMPT, seed=4)
+    assert not np.array_equal(other.frames, first_run[0].frames)
+
+
+def test_audio_drives_the_output_but_not_the_unconditional_branch(
+    pipe: Hallo3Pipeline, portrait: np.ndarray, first_run: tuple[Any, Recorder]
+) -> None:
+    out_a, rec_a = first_run
+    out_b, rec_b = run(pipe, portrait, speech_like(2.4, seed=2), prompt=PROMPT, seed=3)
+    assert np.abs(out_a.frames.astype(int) - out_b.frames.astype(int)).mean() > 0.5
+    # first call of both runs: same noise, image, text, face; only the audio differs
+    a, b = rec_a.calls[0], rec_b.calls[0]
+    assert not torch.equal(a["audio_embeds"][1], b["audio_embeds"][1])
+    for name in ("hidden_states", "encoder_hidden_states", "face_embeds", "audio_embeds"):
+        torch.testing.assert_close(a[name][0], b[name][0], rtol=0, atol=0)
+    banks = pipe.reference_banks(pipe._vae_encode(torch.zeros(1, 3, 32, 48), torch.Generator().manual_seed(0)), True)
+    with torch.no_grad():
+        v_a = pipe.transformer(**{k: v for k, v in a.items()}, ref_banks=banks, return_dict=False)[0]
+        v_b = pipe.transformer(**{k: v for k, v in b.items()}, ref_banks=banks, return_dict=False)[0]
+    torch.testing.assert_close(v_a[0], v_b[0], rtol=0, atol=0)  # uncond prediction ignores the audio
+    assert (v_a[1] - v_b[1]).abs().max() > 1e-4  # cond prediction follows it
+
+
+def test_reference_banks_computed_once_and_equal_to_recomputing(
+    pipe: Hallo3Pipeline, portrait: np.ndarray, first_run: tuple[Any, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = pipeline_module.compute_banks
+
+    def counting(*args: Any, **kwargs: Any) -> list[torch.Tensor]:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "compute_banks", counting)
+    recomputed, _ = run(
+        pipe,
+        portrait,
+        speech_like(2.4, seed=1),
+        prompt=PROMPT,
+        seed=3,
+        config=tiny_generation(cache_reference_banks=False),
+    )
+    assert len(calls) == 2  # the official behaviour: once per clip
+    np.testing.assert_array_equal(recomputed.frames, first_run[0].frames)
+    cache = pipe._bank_cache
+    assert cache is not None and cache.misses >= 1 and cache.hits >= 1
+
+
+def _random_conditions(pipe: Hallo3Pipeline, seed: int) -> ClipConditions:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 13, 16, 4, 6)
+    image[:, 0] = torch.randn(1, 16, 4, 6, generator=g)
+    text = torch.cat([torch.zeros(1, 226, 16), torch.randn(1, 226, 16, generator=g)])
+    audio = torch.cat([torch.zeros(1, 49, 5, 2, 16), torch.randn(1, 49, 5, 2, 16, generator=g)])
+    face = torch.randn(1, 512, generator=g).expand(2, -1)
+    banks = [torch.randn(1, 6, 32, generator=g) for _ in range(2)]
+    return ClipConditions(image_latents=image, text=text, audio=audio, face=face, banks=banks)
+
+
+def _v(pipe: Hallo3Pipeline, x: torch.Tensor, t: int, cond: ClipConditions, half: int) -> torch.Tensor:
+    """The transformer on one CFG half alone (batch 1)."""
+    with torch.no_grad():
+        return pipe.transformer(
+            hidden_states=torch.cat([x, cond.image_latents], dim=2),
+            encoder_hidden_states=cond.text[half : half + 1],
+            timestep=torch.tensor([t]),
+            audio_embeds=cond.audio[half : half + 1],
+            face_embeds=cond.face[half : half + 1],
+            ref_banks=cond.banks,
+            return_dict=False,
+        )[0]
+
+
+def test_one_sampler_step_is_the_spec_dpm_solver_2m_sde_update(pipe: Hallo3Pipeline) -> None:
+    """Spec §6 / fixture README item 6, in sqrt(alpha_bar) terms, with CFG 3.5 over [uncond ; cond]."""
+    pipe.scheduler.set_timesteps(50)
+    timesteps = pipe.scheduler.timesteps
+    assert timesteps[0] == 999 and timesteps[25] == 499 and timesteps[-1] == 19
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 13, 16, 4, 6, generator=g)
+    old_x0 = torch.randn(1, 13, 16, 4, 6, generator=g)
+    cond = _random_conditions(pipe, 12)
+    with torch.no_grad():
+        x_next, x0 = pipe.denoise_step(x, old_x0, 25, timesteps, cond, 3.5, torch.Generator().manual_seed(99))
+
+    v = _v(pipe, x, 499, cond, 0) + 3.5 * (_v(pipe, x, 499, cond, 1) - _v(pipe, x, 499, cond, 0))
+    table = pipe.scheduler.alphas_cumprod.double()
+    a, a_next, a_prev = (math.sqrt(table[i]) for i in (499, 499 - 20, int(timesteps[24])))
+    expected_x0 = a * x.double() - math.sqrt(1 - a * a) * v.double()
+    lam = lambda s: math.log(s / math.sqrt(1 - s * s))  # noqa: E731
+    h = lam(a_next) - lam(a)
+    r = (lam(a) - lam(a_prev)) / h
+    m1 = math.sqrt((1 - a_next**2) / (1 - a**2)) * math.exp(-h)
+    m2 = math.expm1(-2 * h) * a_next
+    m3, m4 = 1 + 1 / (2 * r), 1 / (2 * r)
+    m_noise = math.sqrt(1 - a_next**2) * math.sqrt(1 - math.exp(-2 * h))
+    noise_g = torch.Generator().manual_seed(99)
+    torch.randn(x.shape, generator=noise_g)  # the first draw (first-order candidate) is discarded
+    noise = torch.randn(x.shape, generator=noise_g).double()
+    expected = m1 * x.double() - m2 * (m3 * expected_x0 - m4 * old_x0.double()) + m_noise * noise
+    torch.testing.assert_close(x0.double(), expected_x0, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(x_next.double(), expected, atol=2e-5, rtol=1e-5)
+
+    # the last step returns the guided x0 prediction itself (alpha_next = 1, no noise)
+    with torch.no_grad():
+        last, last_x0 = pipe.denoise_step(x, old_x0, 49, timesteps, cond, 3.5, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(last, last_x0)
+
+
+def test_timesteps_match_the_official_fixture(pipe: Hallo3Pipeline, official_tiny: Path) -> None:
+    from safetensors.torch import load_file
+
+    stored = load_file(str(official_tiny / "io.safetensors"))
+    official = stored["sched.timesteps"].flip(0)[:-1].long()  # 999, 979, …, 19
+    pipe.scheduler.set_timesteps(50)
+    assert pipe.scheduler.timesteps.tolist() == official.tolist()
+    alpha = math.sqrt(float(pipe.scheduler.alphas_cumprod[499]))
+    assert abs(alpha - float(stored["den.alpha_quantized"])) < 1e-6  # the denoiser's 1000-step table entry
+
+
+def test_bad_inputs_are_clear_errors(pipe: Hallo3Pipeline, portrait: np.ndarray, tmp_path: Path) -> None:
+    audio = speech_like(1.0, seed=5)
+    fake = tmp_path / "portrait.jpg"
+    fake.write_bytes(b"RIFF....WAVEfmt definitely not an image")
+    with pytest.raises(InputError, match="readable image file") as caught:
+        pipe(fake, audio, RATE, config=tiny_generation())
+    assert str(fake) in str(caught.value)
+    with pytest.raises(InputError, match="must show a face"):
+        pipe(np.full((96, 96, 3), 120, np.uint8), audio, RATE, config=tiny_generation())
+    with pytest.raises(InputError, match="silent"):
+        pipe(portrait, np.zeros(RATE, np.float32), RATE, config=tiny_generation())
+    with pytest.raises(InputError, match="empty"):
+        pipe(portrait, np.zeros(0, np.float32), RATE, config=tiny_generation())
+    short = AudioEncoder(pipe.audio_encoder.wav2vec, None, AudioConfig(max_seconds=0.5))
+    limited = Hallo3Pipeline(**{**pipe.components, "audio_encoder": short})
+    with pytest.raises(InputError, match=r"at most 0.5 s") as caught:
+        limited(portrait, audio, RATE, config=tiny_generation())
+    assert "1.00 s" in str(caught.value)
+    with pytest.raises(UsageError, match="guidance"):
+        pipe(portrait, audio, RATE, config=tiny_generation(guidance_scale=0.5))
+    with pytest.raises(UsageError, match="multiples of 16"):
+        pipe(portrait, audio, RATE, config=tiny_generation(height=40))
+    with pytest.raises(UsageError, match="accelerator"):
+        pipe.apply_memory_config(MemoryConfig(cpu_offload=True))
+
+
+def test_long_prompt_is_truncated_with_a_warning(pipe: Hallo3Pipeline) -> None:
+    prompt = " ".join(["waves on the beach"] * 120)
+    with pytest.warns(PromptTruncatedWarning, match=r"prompt: .*at most 226 tokens.*truncated \(got \d+ tokens\)"):
+        embeds = pipe.encode_prompt(prompt, torch.device("cpu"), torch.float32)
+    assert embeds.shape == (1, 226, 16)
+    ids = pipe.tokenizer(prompt, max_length=226, truncation=True, return_tensors="pt").input_ids
+    assert ids.shape == (1, 226)
+    torch.testing.assert_close(embeds, pipe.text_encoder(ids)[0])
+
+
+def test_release_text_encoder_keeps_the_encoded_prompt(tmp_path: Path, analyser: Any) -> None:
+    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser)
+    first = pipe.encode_prompt("a teacher explains the lesson", torch.device("cpu"), torch.float32)
+    pipe.release_text_encoder()
+    assert pipe.text_encoder is None
+    again = pipe.encode_prompt("a teacher explains the lesson", torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(first, again)
+    with pytest.raises(UsageError, match="text encoder was released"):
+        pipe.encode_prompt("another prompt", torch.device("cpu"), torch.float32)
+
+
+def test_bfloat16_with_vae_slicing_runs_one_clip(tmp_path: Path, analyser: Any, portrait: np.ndarray) -> None:
+    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser)
+    pipe.apply_memory_config(MemoryConfig(dtype="bfloat16", vae_slicing=True, release_text_encoder=True))
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    out = pipe(portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(num_inference_steps=1))
+    assert out.frames.shape == (25, 32, 32, 3) and out.config["clips"] == 1
+    assert out.config["memory"]["dtype"] == "bfloat16" and pipe.text_encoder is None
+    assert out.frames.std() > 0
