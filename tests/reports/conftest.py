@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
 import pytest
 
 from reports.environment import collect_environment
-from reports.keyframes import make_keyframes
+from reports.keyframes import keyframe_indices, make_keyframes
 from reports.schema import GateRecord
 
 FPS = 25.0
@@ -24,12 +26,14 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def synthetic_frames(n: int, seed: int, size: int = 256) -> np.ndarray:
-    """A moving face-like blob on a gradient: enough structure for thumbnails that are not blank."""
+def synthetic_frames(n: int, seed: int, size: int = 256, only: Iterable[int] | None = None) -> np.ndarray:
+    """A moving face-like blob on a gradient: enough structure for thumbnails that are not blank.
+
+    ``only`` draws just those frames (the others stay black) — cheap when only keyframes are needed."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    frames = np.empty((n, size, size, 3), np.uint8)
-    for t in range(n):
+    frames = np.zeros((n, size, size, 3), np.uint8)
+    for t in range(n) if only is None else only:
         cx, cy = 0.5 + 0.1 * math.sin(t / 9), 0.45 + 0.05 * math.cos(t / 7)
         face = ((xx - cx) / 0.22) ** 2 + ((yy - cy) / 0.3) ** 2 < 1
         mouth = (np.abs(xx - cx) < 0.08) & (np.abs(yy - cy - 0.15) < 0.01 + 0.03 * abs(math.sin(t / 2)))
@@ -47,7 +51,7 @@ def _environment() -> dict:
 
 @functools.cache
 def _keyframes_cached(seed: int) -> tuple[dict, ...]:
-    frames = synthetic_frames(N_FRAMES, seed, size=128)
+    frames = synthetic_frames(N_FRAMES, seed, size=128, only=keyframe_indices(N_FRAMES, 4))
     return tuple(k.model_dump() for k in make_keyframes(frames, FPS, count=4, max_side=96))
 
 
@@ -285,3 +289,49 @@ def make_record() -> Callable[..., GateRecord]:
 def record_dict() -> Callable[..., dict]:
     """The raw dictionary behind ``make_record``, to corrupt in negative tests."""
     return build_record_dict
+
+
+_URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "manifest"}
+_CSS_URL = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])([^"')]+)""", re.IGNORECASE)
+
+
+class _References(HTMLParser):
+    """Collects every resource reference of a document: URL attributes, CSS url()/@import in style elements and
+    style attributes. Text content is not a reference (an escaped URL in a message fetches nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.refs: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name == "srcset":
+                self.refs.extend(v.split()[0] for v in value.split(",") if v.strip())
+            elif name in _URL_ATTRS:
+                self.refs.append(value.strip())
+            elif name == "style":
+                self.refs.extend(_CSS_URL.findall(value))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.refs.extend(_CSS_URL.findall(data))
+
+
+def find_external_references(html: str) -> list[str]:
+    """Every resource reference that is not an inline data: URI or a fragment."""
+    parser = _References()
+    parser.feed(html)
+    parser.close()
+    return [r for r in parser.refs if not r.startswith(("data:", "#"))]
+
+
+@pytest.fixture(scope="session")
+def external_references() -> Callable[[str], list[str]]:
+    return find_external_references

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -125,48 +124,8 @@ def test_markdown_summary_and_github_step_summary(make_record, tmp_path, monkeyp
 
 # --- HTML ------------------------------------------------------------------------------------------------------------
 
-_URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background", "manifest"}
-_CSS_URL = re.compile(r"""(?:url\(\s*["']?|@import\s+["'])([^"')]+)""", re.IGNORECASE)
 
-
-class _References(HTMLParser):
-    """Collects every resource reference of a document: URL attributes, CSS url()/@import in style elements and
-    style attributes. Text content is not a reference (an escaped URL in a message fetches nothing)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.refs: list[str] = []
-        self._in_style = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._in_style = tag == "style"
-        for name, value in attrs:
-            if value is None:
-                continue
-            if name == "srcset":
-                self.refs.extend(v.split()[0] for v in value.split(",") if v.strip())
-            elif name in _URL_ATTRS:
-                self.refs.append(value.strip())
-            elif name == "style":
-                self.refs.extend(_CSS_URL.findall(value))
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_style = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_style:
-            self.refs.extend(_CSS_URL.findall(data))
-
-
-def external_references(html: str) -> list[str]:
-    """Every resource reference that is not an inline data: URI or a fragment."""
-    parser = _References()
-    parser.feed(html)
-    parser.close()
-    return [r for r in parser.refs if not r.startswith(("data:", "#"))]
-
-
-def test_html_is_self_contained_and_escapes_record_text(record_dict):
+def test_html_is_self_contained_and_escapes_record_text(record_dict, external_references):
     data = record_dict("failed")
     data["reasons"].append(HOSTILE)
     data["inputs"]["prompt"] = HOSTILE
@@ -179,7 +138,7 @@ def test_html_is_self_contained_and_escapes_record_text(record_dict):
     assert "QUARANTINED" in html and "sync_c_min" in html and "urn:c2pa:" in html
 
 
-def test_external_reference_detector_can_fail():
+def test_external_reference_detector_can_fail(external_references):
     html = (
         '<link rel="stylesheet" href="//cdn.example/a.css"><img src="https://cdn.example/x.png">'
         '<style>a{background:url(http://x/y)}</style><p>src="http://text.only"</p><img src="data:image/png;base64,AA">'
