@@ -10,6 +10,7 @@ Frames come from the caller (``provenance`` never imports ``gate``), so the CLI 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -110,17 +111,22 @@ def verify(
     ``frames`` (the decoded frames of ``path``, uint8 RGB)."""
     p = Path(path)
     manifest = read_manifest(p, trust_anchors_pem=trust_anchors_pem)
-    watermark = decode_watermark(frames, wm_config)
+    report = assess(manifest, decode_watermark(frames, wm_config), require_trusted=require_trusted)
+    if lookup is not None and report.payload_hex is not None:
+        report = dataclasses.replace(report, record=lookup(report.payload_hex))
+    return report
+
+
+def assess(manifest: ManifestReport, watermark: WatermarkCheck, *, require_trusted: bool = False) -> VerifyReport:
+    """Put a read manifest and a decoded watermark side by side: they agree when the soft binding names the same
+    method and payload the frames carry."""
     sb = manifest.soft_binding
     agreement = None
     if sb is not None and watermark.payload_hex is not None:
         agreement = sb.payload_hex == watermark.payload_hex and sb.alg == watermark.method
-    report = VerifyReport(
-        path=str(p), manifest=manifest, watermark=watermark, agreement=agreement, require_trusted=require_trusted
+    return VerifyReport(
+        path=manifest.path, manifest=manifest, watermark=watermark, agreement=agreement, require_trusted=require_trusted
     )
-    if lookup is not None and report.payload_hex is not None:
-        report = VerifyReport(**{**report.__dict__, "record": lookup(report.payload_hex)})
-    return report
 
 
 def decode_watermark(frames: Iterable[np.ndarray] | np.ndarray, wm_config: Any = None) -> WatermarkCheck:
