@@ -59,6 +59,7 @@ class Hallo3ReferenceNet(CogVideoXTransformer3DModel):
         )
         self._internal_dict = FrozenDict(own_config)
         self.norm_out.norm.eps = final_norm_eps
+        self.patch_embed.pos_embedding = self.patch_embed.pos_embedding.float()  # diffusers builds it in float64
 
 
 @dataclass

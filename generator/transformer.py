@@ -207,6 +207,7 @@ class Hallo3Transformer(CogVideoXTransformer3DModel):
             ]
         )
         self.norm_out.norm.eps = final_norm_eps  # official final-layer LayerNorm eps (diffusers uses norm_eps)
+        self.patch_embed.pos_embedding = self.patch_embed.pos_embedding.float()  # diffusers builds it in float64
         self.audio_proj: AudioProjModel | None = None
         if add_audio_module:
             self.audio_proj = AudioProjModel(
