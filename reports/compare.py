@@ -31,6 +31,7 @@ from reports.schema import GateRecord
 from reports.templating import fmt_num, render
 
 RECORD_GLOBS = ("record.json", "*.record.json")
+STAGING_DIR = "staging"
 LONG_COLUMNS = [
     "model", "run_dir", "record_path", "run_id", "created_at", "mode", "decision", "exit_code", "backend",
     "model_name", "metric", "value", "measured", "reason", "higher_is_better", "unit", "protocol", "scope",
@@ -42,8 +43,17 @@ RECORD_COLUMNS = ["model", "run_id", "record_path", "created_at", "decision", "e
 
 
 def find_records(run_dir: Path) -> list[Path]:
-    """Every ``record.json`` / ``*.record.json`` below ``run_dir``, sorted."""
-    found = {p for pattern in RECORD_GLOBS for p in run_dir.rglob(pattern) if p.is_file()}
+    """Every ``record.json`` / ``*.record.json`` below ``run_dir``, sorted.
+
+    Records under a ``staging`` folder are skipped: they belong to runs in progress (or interrupted runs the gate
+    will finish), not to outputs that left the system.
+    """
+    found = {
+        p
+        for pattern in RECORD_GLOBS
+        for p in run_dir.rglob(pattern)
+        if p.is_file() and STAGING_DIR not in p.relative_to(run_dir).parts[:-1]
+    }
     return sorted(found)
 
 

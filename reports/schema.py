@@ -41,6 +41,7 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 HEX_PATTERN = r"^[0-9a-f]*$"
 SERIES_DECIMALS = 5  # per-frame series are rounded on input: compact JSON, exact round trip
 MAX_KEYFRAME_BYTES = 256 * 1024
+SET_LEVEL_METRICS = frozenset({"fvd"})  # distances between sets of videos, not properties of one video
 
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 
@@ -195,8 +196,13 @@ class MeasurementRecord(_Model):
         return self.value is not None
 
     @classmethod
-    def from_measurement(cls, m: Any, *, series: Series | None = None, scope: str = "video") -> MeasurementRecord:
-        """Build from a ``metrics.measurement.Measurement`` (duck-typed: anything with the same attributes)."""
+    def from_measurement(cls, m: Any, *, series: Series | None = None, scope: str | None = None) -> MeasurementRecord:
+        """Build from a ``metrics.measurement.Measurement`` (duck-typed: anything with the same attributes).
+
+        ``scope`` defaults to ``"set"`` for the metrics that are set-level by definition (``SET_LEVEL_METRICS``).
+        """
+        if scope is None:
+            scope = "set" if m.name in SET_LEVEL_METRICS else "video"
         return cls(
             name=m.name,
             value=None if m.value is None else float(m.value),

@@ -54,6 +54,13 @@ def _values_from_files(folder, metric):
     return np.array(values)
 
 
+def test_runs_in_staging_are_not_outputs(tmp_path, make_record):
+    released, staged = make_record(seed=1), make_record(seed=2)
+    write_json(released, tmp_path / "released" / released.run_id / "record.json")
+    write_json(staged, tmp_path / "staging" / staged.run_id / "record.json")
+    assert set(load_runs([tmp_path])["run_id"]) == {released.run_id}
+
+
 def test_load_runs_reads_every_record_labelled_by_model(runs):
     df = load_runs([runs["hallo3"], runs["still"]])
     assert list(df["model"].cat.categories) == ["hallo3-tiny", "still-tiny"]

@@ -134,3 +134,13 @@ def test_series_are_compact_and_keep_gaps(make_record):
     assert series.values[40] is None
     assert all(v is None or round(v, 5) == v for v in series.values)
     assert series.frame_indices()[:2] == [0, 1]
+
+
+def test_from_measurement_marks_set_level_metrics():
+    from metrics.measurement import Measurement
+    from reports.schema import MeasurementRecord
+
+    fvd = MeasurementRecord.from_measurement(Measurement("fvd", 250.0, "I3D", higher_is_better=False))
+    assert fvd.scope == "set"
+    sync = MeasurementRecord.from_measurement(Measurement.not_measured("sync_c", "syncnet_v2.model missing"))
+    assert (sync.scope, sync.value, sync.reason) == ("video", None, "syncnet_v2.model missing")
