@@ -218,3 +218,35 @@ def test_pdf_renders_to_non_blank_pages(written, tmp_path):
     if pdftotext:
         text = subprocess.run([pdftotext, "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
         assert "QUARANTINED" in text and "identity_mean_min" in text
+
+
+def test_a_bare_record_renders_everywhere(external_references):
+    """Review mode, provenance failed before anything was measured: no checks, series, keyframes or ledger."""
+    record = GateRecord.model_validate(
+        {
+            "run_id": "bare-1",
+            "created_at": "2026-11-23T23:50:00Z",
+            "mode": "review",
+            "decision": "quarantined",
+            "exit_code": 5,
+            "reasons": ["provenance: signing key does not match the certificate"],
+            "inputs": {"video": {"path": "in.mp4", "sha256": "0" * 64, "size": 10, "media_type": "video/mp4"}},
+            "output": {
+                "path": "quarantine/bare-1/video.mp4",
+                "sha256": "1" * 64,
+                "size": 10,
+                "media_type": "video/mp4",
+            },
+            "generator": {"backend": "external", "model_name": "unknown (review mode)"},
+            "watermark": {"method": "rivaGan-32", "payload": "00ff00ff", "reason": "not decoded: signing failed"},
+            "provenance": {"manifest_state": "NotChecked", "reason": "signing failed"},
+            "policy": {"name": "default", "sha256": "2" * 64, "content": {}},
+            "environment": {"python": "3.11", "hallo3_gate": "0.1.0"},
+        }
+    )
+    html = render_html(record)
+    assert "QUARANTINED" in html and "applied no checks" in html and "Not yet appended" in html
+    assert external_references(html) == []
+    root = ET.fromstring(render_junit(record))
+    assert root.get("tests") == "0" and root.find("testsuite").find("testcase") is None
+    assert "signing key does not match" in render_markdown(record)
