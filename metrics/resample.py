@@ -1,10 +1,13 @@
 """Bring audio and video to the rates a metric's protocol assumes, and say what was done.
 
 * Audio: polyphase resampling (``scipy.signal.resample_poly``, Kaiser window, up/down reduced by their gcd).
-* Video: frame selection like ffmpeg's ``-r N`` on output (the ``fps`` filter, ``round=near``): input frame ``i`` at
-  ``t_i = i / fps_in`` gets the output slot ``round(t_i * fps_out)`` (halves away from zero); output frame ``n`` shows
-  the last input frame whose slot is <= ``n`` (frames are dropped or repeated, never blended). The output has
-  ``round(T * fps_out / fps_in)`` frames, i.e. the same duration.
+* Video: frame selection equal to ffmpeg's fps filter (``-vf fps=25``, ``round=near``; the tests compare with ffmpeg
+  itself): input frame ``i`` at ``t_i = i / fps_in`` gets the output slot ``round(t_i * fps_out)`` (halves away from
+  zero); output frame ``n`` shows the last input frame whose slot is <= ``n`` (frames are dropped or repeated, never
+  blended). The output has ``round(T * fps_out / fps_in)`` frames, i.e. the same duration, so it stays aligned with
+  the audio. syncnet_python instead runs ``ffmpeg -r 25`` into an AVI, which ffmpeg (5.1) writes variable-rate: frames
+  are only ever dropped, never repeated, so input below 25 fps comes out short and time-compressed (e.g. 72 frames
+  for 3 s at 24 fps) and the phase of dropped frames above 25 fps differs. For 25 fps input both are the identity.
 
 Both return a small record so results can state "resampled 44100 Hz -> 16000 Hz" or "25.0 fps (unchanged)".
 """
