@@ -41,8 +41,17 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_payload ON ledger(payload_hex);
 """
-HASHED = ("seq", "run_id", "created_at", "decision", "output_path", "output_sha256", "payload_hex", "record_sha256",
-          "prev_hash")  # fmt: skip
+HASHED = (
+    "seq",
+    "run_id",
+    "created_at",
+    "decision",
+    "output_path",
+    "output_sha256",
+    "payload_hex",
+    "record_sha256",
+    "prev_hash",
+)
 
 
 def default_path() -> Path:
@@ -141,7 +150,9 @@ class Ledger:
                 }
                 fields["row_hash"] = row_hash(fields)
                 cols = ", ".join(fields)
-                con.execute(f"INSERT INTO ledger ({cols}) VALUES ({', '.join('?' * len(fields))})", list(fields.values()))
+                con.execute(
+                    f"INSERT INTO ledger ({cols}) VALUES ({', '.join('?' * len(fields))})", list(fields.values())
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -177,9 +188,13 @@ class Ledger:
         for row in rows:
             fields = row.__dict__
             if row.seq != expected_seq:
-                problems.append(f"row seq {row.seq} (run {row.run_id}): expected seq {expected_seq} — a row was deleted")
+                problems.append(
+                    f"row seq {row.seq} (run {row.run_id}): expected seq {expected_seq} — a row was deleted"
+                )
             if row.prev_hash != prev:
-                problems.append(f"row seq {row.seq} (run {row.run_id}): prev_hash does not match the previous row's hash")
+                problems.append(
+                    f"row seq {row.seq} (run {row.run_id}): prev_hash does not match the previous row's hash"
+                )
             if record_digest(row.record_json) != row.record_sha256:
                 problems.append(f"row seq {row.seq} (run {row.run_id}): record_json was edited (sha256 mismatch)")
             if row_hash(fields) != row.row_hash:

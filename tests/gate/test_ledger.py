@@ -13,17 +13,29 @@ from gate.ledger import GENESIS, Ledger
 def _append(path: str, i: int) -> None:
     lg = Ledger(path)
     for k in range(3):
-        lg.append(run_id=f"run-{i}-{k}", created_at="2026-11-23T00:00:00Z", decision="released",
-                  output_path=f"/out/{i}-{k}.mp4", output_sha256="ab" * 32, payload_hex=f"{i:02x}{k:02x}00000000",
-                  record_json=json.dumps({"run": i, "k": k}))  # fmt: skip
+        lg.append(
+            run_id=f"run-{i}-{k}",
+            created_at="2026-11-23T00:00:00Z",
+            decision="released",
+            output_path=f"/out/{i}-{k}.mp4",
+            output_sha256="ab" * 32,
+            payload_hex=f"{i:02x}{k:02x}00000000",
+            record_json=json.dumps({"run": i, "k": k}),
+        )
 
 
 def _fill(path, n=5) -> Ledger:
     lg = Ledger(path)
     for i in range(n):
-        lg.append(run_id=f"r{i}", created_at=f"2026-11-23T00:00:0{i}Z", decision="released" if i % 2 else "quarantined",
-                  output_path=f"/o/{i}.mp4", output_sha256=f"{i:064x}", payload_hex=f"{i:016x}",
-                  record_json=json.dumps({"i": i}))  # fmt: skip
+        lg.append(
+            run_id=f"r{i}",
+            created_at=f"2026-11-23T00:00:0{i}Z",
+            decision="released" if i % 2 else "quarantined",
+            output_path=f"/o/{i}.mp4",
+            output_sha256=f"{i:064x}",
+            payload_hex=f"{i:016x}",
+            record_json=json.dumps({"i": i}),
+        )
     return lg
 
 
@@ -57,8 +69,10 @@ def test_concurrent_appends_never_lose_or_interleave(tmp_path):
         ("UPDATE ledger SET decision='quarantined' WHERE seq=2", "seq 2"),
         ("UPDATE ledger SET record_json='{\"i\": 99}' WHERE seq=3", "record_json was edited"),
         ("DELETE FROM ledger WHERE seq=3", "seq 4"),
-        ("UPDATE ledger SET seq=100 WHERE seq=2; UPDATE ledger SET seq=2 WHERE seq=4; UPDATE ledger SET seq=4 WHERE seq=100",
-         "seq 2"),
+        (
+            "UPDATE ledger SET seq=100 WHERE seq=2; UPDATE ledger SET seq=2 WHERE seq=4; UPDATE ledger SET seq=4 WHERE seq=100",
+            "seq 2",
+        ),
     ],
     ids=["edit-field", "edit-record", "delete", "reorder"],
 )

@@ -1,0 +1,93 @@
+"""Generator backends the gate can run, by name, with their weights resolved through ``gate.weights``.
+
+* ``hallo3`` — the real model: ``--model DIR`` holding the official release layout (``hallo3/``,
+  ``cogvideox-5b-i2v-sat/vae/3d-vae.pt``, ``t5-v1_1-xxl/``, ``wav2vec/wav2vec2-base-960h/``,
+  ``face_analysis/models/``) or a converted (``save_pretrained``) pipeline directory.
+* ``still`` — the portrait repeated (negative control: must fail lip sync).
+* ``puppet`` — the portrait with its mouth opened by the speech envelope (positive control, not a model).
+* ``hallo3-tiny`` — the real Hallo3 pipeline code with tiny RANDOM weights (machinery demo; its output is noise).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gate import weights
+from generator.output import GenerationOutput
+from reports import schema as S
+from reports.errors import UsageError
+
+NAMES = ("hallo3", "still", "puppet", "hallo3-tiny")
+TINY_SIZE = (256, 384)  # height, width: the smallest the watermark and the metrics accept comfortably
+
+
+def generate(
+    name: str,
+    portrait_rgb: np.ndarray,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    prompt: str = "",
+    seed: int = 0,
+    model_dir: Path | None = None,
+    steps: int | None = None,
+) -> tuple[GenerationOutput, S.GeneratorInfo, list[dict[str, Any]]]:
+    """Run backend ``name``; returns its output, what the record says about it, and the weight files it used."""
+    if name not in NAMES:
+        raise UsageError("--backend", f"must be one of {', '.join(NAMES)}", repr(name))
+    used: list[dict[str, Any]] = []
+    if name == "still":
+        from generator.still import StillBackend
+
+        out = StillBackend().generate(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed)
+        model = "still baseline (reference image repeated; negative control)"
+    elif name == "puppet":
+        from generator.puppet import PuppetBackend
+
+        lm = weights.require("dlib_landmarks_68")
+        used.append(weights.weight_ref("dlib_landmarks_68", lm))
+        out = PuppetBackend(lm).generate(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed)
+        model = "puppet (mouth opened by the speech envelope; positive control, not a generative model)"
+    elif name == "hallo3-tiny":
+        out = _tiny(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, steps=steps)
+        model = "Hallo3 pipeline with tiny RANDOM weights (machinery demo; not a trained model)"
+    else:
+        out, used = _hallo3(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, model_dir=model_dir, steps=steps)
+        model = f"Hallo3 ({model_dir})"
+    info = S.GeneratorInfo(
+        backend=name,
+        model_name=model,
+        config=out.config,
+        seed=seed,
+        weight_hashes={w["name"]: w["sha256"] for w in used},
+    )
+    return out, info, used
+
+
+def _tiny(portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, steps: int | None) -> GenerationOutput:
+    from generator.tiny import TinyFaceAnalyser, build_tiny_pipeline, tiny_generation
+
+    height, width = TINY_SIZE
+    with tempfile.TemporaryDirectory(prefix="hallo3-tiny-") as tmp:
+        pipe = build_tiny_pipeline(tmp, seed=seed, face_analyser=TinyFaceAnalyser())
+        config = tiny_generation(height=height, width=width, **({"num_inference_steps": steps} if steps else {}))
+        return pipe(portrait_rgb, audio, sample_rate, prompt=prompt, config=config, seed=seed).to_generation_output()
+
+
+def _hallo3(portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, model_dir: Path | None, steps: int | None):
+    from generator.pipeline import GenerationConfig, Hallo3Pipeline
+
+    if model_dir is None:
+        raise UsageError("--model", "the hallo3 backend needs the weights directory (official release or converted)")
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UsageError("--model", "must be a directory", str(model_dir))
+    pipe = Hallo3Pipeline.from_directory(model_dir)
+    config = GenerationConfig(**({"num_inference_steps": steps} if steps else {}))
+    out = pipe(portrait_rgb, audio, sample_rate, prompt=prompt, config=config, seed=seed).to_generation_output()
+    used = [weights.weight_ref(p.stem, p) for p in sorted(model_dir.rglob("*")) if p.suffix in {".pt", ".safetensors"}]
+    return out, used

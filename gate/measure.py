@@ -1,0 +1,160 @@
+"""Run every metric the gate (or ``hallo3-gate measure``) needs on one decoded clip, fail closed.
+
+Each metric group runs behind a guard: a missing weight file, a metric that raises, an input it cannot score — all
+become not-measured rows carrying the reason, never a crash of the run and never a pass. This is the only place
+that turns weight names into paths for the metrics (through ``gate.weights``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gate import weights
+from gate.technical import measure_technical
+from metrics.measurement import Measurement
+from reports.errors import Hallo3Error
+
+LIPSYNC = ("sync_c", "sync_d", "sync_offset")
+IDENTITY = ("identity_mean", "identity_min", "identity_p10", "face_present_ratio")
+AVSYNC = ("avsync_offset", "avsync_corr")
+FVD = ("fvd",)
+ALL = (*LIPSYNC, *IDENTITY, *AVSYNC, *FVD)
+
+
+@dataclass
+class MeasureOutcome:
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    series: dict[str, list[float | None]] = field(default_factory=dict)  # per-frame, keyed by measurement name
+    series_labels: dict[str, str] = field(default_factory=dict)
+    weights: list[dict[str, Any]] = field(default_factory=list)  # what was used: name, path, sha256, size, licence
+
+    def add(self, ms: Iterable[Measurement]) -> None:
+        for m in ms:
+            self.measurements[m.name] = m
+
+    def to_json(self) -> dict[str, Any]:
+        """``{name: {"value": number|null, "reason": ..., "protocol": ..., ...}}`` for ``measure --json``."""
+        return {k: m.to_dict() for k, m in self.measurements.items()}
+
+
+def _series(values: np.ndarray | Iterable[float | None]) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        f = None if v is None else float(v)
+        out.append(f if f is not None and math.isfinite(f) else None)
+    return out
+
+
+def _guard(out: MeasureOutcome, names: tuple[str, ...], protocol: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Hallo3Error as exc:
+        reason = exc.one_line() if not exc.rule.startswith("not measured") else exc.rule
+        out.add(Measurement.not_measured(n, reason, protocol) for n in names if n not in out.measurements)
+    except Exception as exc:  # a metric that raises is not measured, with the reason; never a pass
+        reason = f"not measured: {protocol} raised {type(exc).__name__}: {exc}"
+        out.add(Measurement.not_measured(n, reason, protocol) for n in names if n not in out.measurements)
+
+
+def _use(out: MeasureOutcome, name: str) -> Path:
+    path = weights.require(name)
+    if not any(w["name"] == name for w in out.weights):
+        out.weights.append(weights.weight_ref(name, path))
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _i3d_extractor(ckpt: str) -> Any:
+    from metrics.fvd import I3DFeatures
+    from metrics.i3d import convert_to_safetensors
+
+    st = weights.cache_dir() / "i3d-kinetics-400.safetensors"
+    if not st.is_file():
+        convert_to_safetensors(ckpt, st)
+    return I3DFeatures.from_safetensors(st)
+
+
+def measure_candidate(
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None,
+    sample_rate: int | None,
+    reference_rgb: np.ndarray | None,
+    *,
+    needed: set[str] | None = None,
+    fvd_reference: Path | None = None,
+) -> MeasureOutcome:
+    """Every metric in ``needed`` (default: all that can run) on one clip. Technical checks always run."""
+    want = set(ALL if needed is None else needed)
+    out = MeasureOutcome()
+    out.add(measure_technical(frames, fps, audio, sample_rate))
+
+    if want & set(LIPSYNC):
+        _guard(out, LIPSYNC, "syncnet_python protocol", lambda: _lipsync(out, frames, fps, audio, sample_rate))
+    if want & set(IDENTITY):
+        _guard(out, IDENTITY, "identity similarity", lambda: _identity(out, frames, fps, reference_rgb))
+    if want & set(AVSYNC):
+        _guard(out, AVSYNC, "offline AV-sync", lambda: _avsync(out, frames, fps, audio, sample_rate))
+    if "fvd" in want:
+        _guard(out, FVD, "FVD (I3D)", lambda: _fvd(out, frames, fvd_reference))
+    return out
+
+
+def _lipsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
+    from metrics.lipsync import measure_lipsync
+
+    if audio is None or not sample_rate:
+        out.add(
+            Measurement.not_measured(n, "not measured: the clip has no audio track", "syncnet_python") for n in LIPSYNC
+        )
+        return
+    syncnet, s3fd = _use(out, "syncnet"), _use(out, "s3fd")
+    res = measure_lipsync(frames, fps, audio, sample_rate, syncnet_weights=syncnet, s3fd_weights=s3fd)
+    out.add(res.measurements())
+    if res.measured:
+        out.series["sync_c"] = _series(res.framewise_confidence)
+        out.series_labels["sync_c"] = "SyncNet confidence per frame (25 fps timeline, medfilt 9)"
+
+
+def _identity(out: MeasureOutcome, frames, fps, reference_rgb) -> None:
+    from metrics.identity import FaceNetBackend, measure_identity
+
+    if reference_rgb is None:
+        out.add(Measurement.not_measured(n, "not measured: no reference portrait given", "identity") for n in IDENTITY)
+        return
+    backend = FaceNetBackend(_use(out, "dlib_landmarks_68"), _use(out, "facenet"))
+    res = measure_identity(reference_rgb, frames, backend)
+    out.add(res.measurements())
+    out.series["identity_mean"] = _series(res.cosine)
+    out.series_labels["identity_mean"] = f"cosine similarity to the reference portrait ({res.backend}), per frame"
+
+
+def _avsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
+    from metrics.avsync import measure_avsync
+
+    if audio is None or not sample_rate:
+        out.add(
+            Measurement.not_measured(n, "not measured: the clip has no audio track", "offline AV-sync") for n in AVSYNC
+        )
+        return
+    res = measure_avsync(frames, fps, audio, sample_rate, landmarks_68=_use(out, "dlib_landmarks_68"))
+    out.add(res.measurements())
+
+
+def _fvd(out: MeasureOutcome, frames, fvd_reference: Path | None) -> None:
+    from metrics.fvd import FVDState, measure_video_fvd
+
+    if fvd_reference is None:
+        out.add([Measurement.not_measured("fvd", "not measured: no FVD reference set given (--fvd-reference)", "FVD")])
+        return
+    reference = FVDState.load(fvd_reference)
+    extractor = _i3d_extractor(str(_use(out, "i3d")))
+    res = measure_video_fvd(frames, reference, extractor)
+    out.add(res.measurements())
