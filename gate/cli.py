@@ -240,12 +240,14 @@ def measure_command(
         from rich.table import Table
 
         table = Table(title=f"hallo3-gate measure {video}", show_lines=False)
-        for col in ("metric", "value", "unit", "not measured because"):
-            table.add_column(col, overflow="fold")
+        for col in ("metric", "value", "unit"):
+            table.add_column(col)
         for k, m in rows.items():
-            value = "-" if m.value is None else f"{m.value:.4g}"
-            table.add_row(k, value, m.unit, m.reason or "")
+            table.add_row(k, "not measured" if m.value is None else f"{m.value:.4g}", m.unit)
         console.print(table)
+        for k, m in rows.items():
+            if m.value is None:
+                console.print(f"{k}: {m.reason}", markup=False)
     return int(ExitCode.NOT_MEASURED) if any(m.value is None for m in rows.values()) else 0
 
 
