@@ -1,11 +1,13 @@
 """``hallo3-gate demo``: the whole gate, offline, on real inputs made on this machine.
 
 Inputs: a real portrait photo (scikit-image's ``astronaut``) and real synthesised speech (Debian's ``espeak-ng``).
-Runs: every generator backend that can run without downloaded weights — the ``still`` baseline and ``hallo3-tiny``
-(the real Hallo3 pipeline code with tiny random weights) — through the default policy; then verifies an output from
-disk, again after stripping its manifest (watermark → ledger), checks the ledger chain, and writes the
-model-comparison report. Everything lands under one output directory; nothing outside it is touched except the
-development signing keys (created once in the user's keys directory if absent).
+Runs every generator backend that works without downloaded weights — ``puppet`` (positive control: the portrait's
+mouth opened by the speech envelope), ``still`` (negative control: the portrait repeated) and ``hallo3-tiny`` (the
+real Hallo3 pipeline code with tiny random weights) — through the shipped *offline* policy (AV-sync instead of
+Sync-C/Sync-D, whose SyncNet weights cannot be downloaded here; the default policy would fail closed with exit 3).
+Then it verifies the first output from disk, again after stripping its manifest (watermark → ledger), checks the
+ledger chain, and writes the model-comparison report. Everything lands under one output directory; nothing outside
+it is touched except the development signing keys (created once in the user's keys directory if absent).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from reports.errors import InputError, UsageError
 
+OFFLINE_POLICY = Path(__file__).resolve().parent / "policies" / "offline.toml"
 SPEECH = (
     "Hello. This portrait video was made by a machine. It carries an invisible watermark and a signed manifest, "
     "so anyone can check where it came from."
@@ -63,7 +66,11 @@ def build_inputs(directory: Path) -> dict[str, Path]:
 
 
 def run_demo(
-    out_dir: Path, *, backends: tuple[str, ...] = ("still", "hallo3-tiny"), say: Callable[[str], None]
+    out_dir: Path,
+    *,
+    backends: tuple[str, ...] = ("puppet", "still", "hallo3-tiny"),
+    policy: Path | None = None,
+    say: Callable[[str], None],
 ) -> DemoResult:
     from gate import media
     from gate.ledger import Ledger
@@ -93,6 +100,7 @@ def run_demo(
                 audio=inputs["audio"],
                 backend=backend,
                 seed=0,
+                policy_path=policy or OFFLINE_POLICY,
                 ledger_path=ledger_path,
                 signer=config,
                 trust_anchors_pem=anchors,
