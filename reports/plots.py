@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.schema import GateRecord, Series
+from reports.schema import GateRecord, MeasurementRecord, Series
 
 DPI = 144
 PASS_COLOUR = "#1a7f37"
@@ -48,9 +48,7 @@ def _x_axis(series: Series) -> tuple[np.ndarray, str]:
     return frames, "frame"
 
 
-def series_figure(
-    series: Series, *, title: str, ylabel: str, threshold: float | None = None, higher_is_better: bool | None = None
-) -> Figure:
+def series_figure(series: Series, *, title: str, ylabel: str, thresholds: Sequence[tuple[str, float]] = ()) -> Figure:
     """A per-frame line plot; frames without a value are gaps, marked with grey ticks on the x axis."""
     x, xlabel = _x_axis(series)
     y = np.array([np.nan if v is None else v for v in series.values], dtype=np.float64)
@@ -68,15 +66,9 @@ def series_figure(
             transform=ax.get_xaxis_transform(),
             label=f"not measured ({int(missing.sum())} values)",
         )
-    if threshold is not None and math.isfinite(threshold):
-        ax.axhline(
-            threshold,
-            color=FAIL_COLOUR,
-            linestyle="--",
-            linewidth=1,
-            label=f"threshold {threshold:g}"
-            + ("" if higher_is_better is None else (" (min)" if higher_is_better else " (max)")),
-        )
+    for op, threshold in thresholds:
+        if math.isfinite(threshold):
+            ax.axhline(threshold, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"policy: {op} {threshold:g}")
     if (~missing).any():
         mean = float(np.nanmean(y))
         ax.axhline(mean, color="#57606a", linestyle=":", linewidth=1, label=f"mean {mean:.3g}")
@@ -90,39 +82,44 @@ def series_figure(
     return fig
 
 
-def _threshold_for(record: GateRecord, metric: str) -> float | None:
+def policy_bounds(record: GateRecord, measurement: MeasurementRecord) -> list[tuple[str, float]]:
+    """(op, threshold) of every numeric check that compared this measurement's own value.
+
+    A check on a derived value (a regression check compares a change against a baseline, an ``abs_max`` bound the
+    absolute value) has a different ``value`` and is not drawn on the metric's axis.
+    """
+    bounds = []
     for check in record.checks:
+        threshold, value = check.threshold, check.value
         if (
-            check.metric == metric
-            and isinstance(check.threshold, int | float)
-            and not isinstance(check.threshold, bool)
+            check.metric == measurement.name
+            and isinstance(threshold, int | float)
+            and not isinstance(threshold, bool)
+            and isinstance(value, int | float)
+            and measurement.value is not None
+            and math.isclose(float(value), measurement.value, rel_tol=1e-9, abs_tol=1e-12)
         ):
-            return float(check.threshold)
-    return None
+            bounds.append((check.op, float(threshold)))
+    return bounds
 
 
-def _plot_keys(record: GateRecord) -> list[tuple[str, str, Series, str, float | None, bool | None]]:
-    """(key, title, series, y label, threshold, higher_is_better) for every per-frame series in the record."""
+def _plot_keys(record: GateRecord) -> list[tuple[str, str, Series, str, list[tuple[str, float]]]]:
+    """(key, title, series, y label, policy bounds) for every per-frame series in the record."""
     items = []
     for m in record.measurements:
         if m.series is not None and m.series.values:
-            threshold = _threshold_for(record, m.name)
-            items.append(
-                (m.name, f"{m.name}: {m.series.label}", m.series, m.unit or m.name, threshold, m.higher_is_better)
-            )
+            items.append((m.name, f"{m.name}: {m.series.label}", m.series, m.unit or m.name, policy_bounds(record, m)))
     wm = record.watermark.bit_accuracy_per_frame
     if wm is not None and wm.values:
-        items.append(
-            ("watermark", f"watermark: {wm.label} ({record.watermark.method})", wm, "bit accuracy", None, True)
-        )
+        items.append(("watermark", f"watermark: {wm.label} ({record.watermark.method})", wm, "bit accuracy", []))
     return items
 
 
 def record_plots(record: GateRecord) -> list[Plot]:
     """The per-frame plots of one run: identity, sync confidence, watermark bit accuracy (whatever the record has)."""
     plots = []
-    for key, title, series, ylabel, threshold, hib in _plot_keys(record):
-        fig = series_figure(series, title=title, ylabel=ylabel, threshold=threshold, higher_is_better=hib)
+    for key, title, series, ylabel, bounds in _plot_keys(record):
+        fig = series_figure(series, title=title, ylabel=ylabel, thresholds=bounds)
         measured = series.measured_values()
         caption = f"{len(measured)} of {len(series.values)} values measured" + (
             f"; min {min(measured):.3g}, max {max(measured):.3g}" if measured else ""

@@ -250,3 +250,17 @@ def test_a_bare_record_renders_everywhere(external_references):
     root = ET.fromstring(render_junit(record))
     assert root.get("tests") == "0" and root.find("testsuite").find("testcase") is None
     assert "signing key does not match" in render_markdown(record)
+
+
+def test_plots_draw_only_bounds_on_the_metric_itself(record_dict):
+    from reports.plots import policy_bounds
+
+    data = record_dict("released")
+    sync_c = next(m for m in data["measurements"] if m["name"] == "sync_c")
+    data["checks"].append(
+        {"name": "regression.sync_c", "metric": "sync_c", "op": "<=", "threshold": 0.5, "value": 0.1,
+         "outcome": "pass", "required": True, "message": "worse by 0.1 (allowed 0.5)"}
+    )  # fmt: skip
+    record = GateRecord.model_validate(data)
+    assert policy_bounds(record, record.measurement("sync_c")) == [(">=", 3.0)]
+    assert sync_c["value"] == record.measurement("sync_c").value
