@@ -12,7 +12,7 @@ projection of the face crop, not a recognition model: use it only with the tiny 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,49 @@ from generator.reference import Hallo3ReferenceNet
 from generator.transformer import Hallo3Transformer
 from reports.errors import UsageError
 
-TINY_HEIGHT = 32
-TINY_WIDTH = 48
-TINY_TEXT_DIM = 16
-TINY_AUDIO_LAYERS = 2
-TINY_AUDIO_HIDDEN = 16
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every width of a scaled-down pipeline (pixel sizes must be multiples of 16: VAE ×8, patch 2)."""
+
+    height: int = 32
+    width: int = 48
+    heads: int = 2
+    head_dim: int = 16
+    layers: int = 2
+    time_embed_dim: int = 16
+    text_dim: int = 16
+    text_layers: int = 2
+    audio_layers: int = 2
+    audio_hidden: int = 16
+    audio_intermediate: int = 16
+    audio_tokens: int = 4
+    audio_dim: int = 16
+    face_dim: int = 16
+    vae_channels: int = 8
+
+
+TINY = Sizes()
+MID = Sizes(
+    height=96,
+    width=144,
+    heads=4,
+    head_dim=64,
+    layers=4,
+    time_embed_dim=64,
+    text_dim=64,
+    audio_layers=4,
+    audio_hidden=64,
+    audio_intermediate=128,
+    audio_tokens=8,
+    audio_dim=64,
+    face_dim=64,
+    vae_channels=16,
+)
+TINY_HEIGHT = TINY.height
+TINY_WIDTH = TINY.width
+TINY_AUDIO_LAYERS = TINY.audio_layers
+TINY_AUDIO_HIDDEN = TINY.audio_hidden
 
 TINY_GENERATION = GenerationConfig(num_inference_steps=3, height=TINY_HEIGHT, width=TINY_WIDTH)
 
@@ -46,55 +84,55 @@ _CORPUS = (
 )
 
 
-def backbone_sizes(width: int = 32, heads: int = 2, layers: int = 2) -> dict[str, Any]:
-    """Backbone arguments shared by the tiny denoiser and reference net (latent grid of the tiny VAE)."""
+def backbone_sizes(sizes: Sizes = TINY) -> dict[str, Any]:
+    """Backbone arguments shared by the denoiser and the reference net (latent grid of the VAE)."""
     return {
-        "num_attention_heads": heads,
-        "attention_head_dim": width // heads,
+        "num_attention_heads": sizes.heads,
+        "attention_head_dim": sizes.head_dim,
         "in_channels": 32,
         "out_channels": 16,
-        "time_embed_dim": 16,
-        "text_embed_dim": TINY_TEXT_DIM,
-        "num_layers": layers,
-        "sample_width": TINY_WIDTH // 8,
-        "sample_height": TINY_HEIGHT // 8,
+        "time_embed_dim": sizes.time_embed_dim,
+        "text_embed_dim": sizes.text_dim,
+        "num_layers": sizes.layers,
+        "sample_width": sizes.width // 8,
+        "sample_height": sizes.height // 8,
         "sample_frames": 49,
         "patch_size": 2,
         "max_text_seq_length": 226,
     }
 
 
-def tiny_transformer(seed: int = 0, **overrides: Any) -> Hallo3Transformer:
+def tiny_transformer(seed: int = 0, sizes: Sizes = TINY, **overrides: Any) -> Hallo3Transformer:
     torch.manual_seed(seed)
-    sizes = backbone_sizes() | {
+    arguments = backbone_sizes(sizes) | {
         "audio_seq_len": 5,
-        "audio_blocks": TINY_AUDIO_LAYERS,
-        "audio_channels": TINY_AUDIO_HIDDEN,
-        "audio_intermediate_dim": 16,
-        "audio_dim": 16,
-        "audio_context_tokens": 4,
-        "face_dim": 16,
+        "audio_blocks": sizes.audio_layers,
+        "audio_channels": sizes.audio_hidden,
+        "audio_intermediate_dim": sizes.audio_intermediate,
+        "audio_dim": sizes.audio_dim,
+        "audio_context_tokens": sizes.audio_tokens,
+        "face_dim": sizes.face_dim,
         "face_context_tokens": 4,
     }
-    return Hallo3Transformer(**(sizes | overrides)).eval()
+    return Hallo3Transformer(**(arguments | overrides)).eval()
 
 
-def tiny_ref_net(seed: int = 1, **overrides: Any) -> Hallo3ReferenceNet:
+def tiny_ref_net(seed: int = 1, sizes: Sizes = TINY, **overrides: Any) -> Hallo3ReferenceNet:
     torch.manual_seed(seed)
-    return Hallo3ReferenceNet(**(backbone_sizes() | overrides)).eval()
+    return Hallo3ReferenceNet(**(backbone_sizes(sizes) | overrides)).eval()
 
 
-def tiny_vae(seed: int = 2) -> AutoencoderKLCogVideoX:
-    """CogVideoX causal 3D VAE with 8-channel levels: ×8 spatial, ×4 temporal (first frame kept), 16 latent channels."""
+def tiny_vae(seed: int = 2, sizes: Sizes = TINY) -> AutoencoderKLCogVideoX:
+    """CogVideoX causal 3D VAE with narrow levels: ×8 spatial, ×4 temporal (first frame kept), 16 latent channels."""
     torch.manual_seed(seed)
     return AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 8, 8),
+        block_out_channels=(sizes.vae_channels,) * 4,
         layers_per_block=1,
         norm_num_groups=4,
         latent_channels=16,
         scaling_factor=0.7,
-        sample_height=TINY_HEIGHT,
-        sample_width=TINY_WIDTH,
+        sample_height=sizes.height,
+        sample_width=sizes.width,
     ).eval()
 
 
@@ -124,14 +162,14 @@ def tiny_tokenizer(folder: Path) -> T5Tokenizer:
     return T5Tokenizer.from_pretrained(str(folder), extra_ids=0)
 
 
-def tiny_text_encoder(vocab_size: int, seed: int = 3) -> T5EncoderModel:
+def tiny_text_encoder(vocab_size: int, seed: int = 3, sizes: Sizes = TINY) -> T5EncoderModel:
     torch.manual_seed(seed)
     config = T5Config(
         vocab_size=vocab_size,
-        d_model=TINY_TEXT_DIM,
+        d_model=sizes.text_dim,
         d_kv=8,
-        d_ff=32,
-        num_layers=2,
+        d_ff=2 * sizes.text_dim,
+        num_layers=sizes.text_layers,
         num_heads=2,
         relative_attention_num_buckets=8,
         feed_forward_proj="gated-gelu",
@@ -140,13 +178,13 @@ def tiny_text_encoder(vocab_size: int, seed: int = 3) -> T5EncoderModel:
     return T5EncoderModel(config).eval()
 
 
-def tiny_audio_encoder(seed: int = 4, config: AudioConfig | None = None) -> AudioEncoder:
+def tiny_audio_encoder(seed: int = 4, config: AudioConfig | None = None, sizes: Sizes = TINY) -> AudioEncoder:
     torch.manual_seed(seed)
     wav2vec = Wav2Vec2Config(
-        hidden_size=TINY_AUDIO_HIDDEN,
-        num_hidden_layers=TINY_AUDIO_LAYERS,
+        hidden_size=sizes.audio_hidden,
+        num_hidden_layers=sizes.audio_layers,
         num_attention_heads=2,
-        intermediate_size=32,
+        intermediate_size=2 * sizes.audio_hidden,
         conv_dim=(16,) * 7,
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=2,
@@ -185,17 +223,21 @@ def build_tiny_pipeline(
     seed: int = 0,
     face_analyser: FaceAnalyser | None = None,
     audio_config: AudioConfig | None = None,
+    sizes: Sizes = TINY,
 ) -> Hallo3Pipeline:
-    """The whole pipeline at tiny width; ``workdir`` receives the trained tokenizer. Components seeded from ``seed``."""
+    """The whole pipeline at ``sizes`` (tiny by default); ``workdir`` receives the trained tokenizer.
+
+    Components are seeded from ``seed``; generate with ``tiny_generation()`` (height/width must equal ``sizes``).
+    """
     tokenizer = tiny_tokenizer(Path(workdir) / "tokenizer")
     pipe = Hallo3Pipeline(
-        transformer=tiny_transformer(seed),
-        ref_net=tiny_ref_net(seed + 1),
-        vae=tiny_vae(seed + 2),
-        text_encoder=tiny_text_encoder(len(tokenizer), seed + 3),
+        transformer=tiny_transformer(seed, sizes),
+        ref_net=tiny_ref_net(seed + 1, sizes),
+        vae=tiny_vae(seed + 2, sizes),
+        text_encoder=tiny_text_encoder(len(tokenizer), seed + 3, sizes),
         tokenizer=tokenizer,
         scheduler=make_scheduler(),
-        audio_encoder=tiny_audio_encoder(seed + 4, audio_config),
+        audio_encoder=tiny_audio_encoder(seed + 4, audio_config, sizes),
         face_analyser=face_analyser,
     )
     pipe.set_progress_bar_config(disable=True)
