@@ -15,6 +15,10 @@ Invariants the model enforces, so that no record can claim more than was proven 
   and at least one reason;
 * ``created_at`` is a timezone-aware UTC timestamp.
 
+Building: construct a record in one call. Assignment is validated too (``validate_assignment``), and the
+cross-field invariants run on every assignment, so fill a record's parts first; ``with_ledger`` returns the
+validated copy that carries the ledger entry.
+
 Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds optional fields; a reader accepts any
 record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
 """
