@@ -322,6 +322,10 @@ def _decisions(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _summary(
     metrics: list[MetricComparison], set_metrics: list[SetMetric], decisions: pd.DataFrame, level: float
 ) -> str:
@@ -329,7 +333,8 @@ def _summary(
     parts = [
         "Compared "
         + ", ".join(
-            f"{m} ({decisions.loc[m, 'videos']} videos, {decisions.loc[m, 'released']} released)" for m in models
+            f"{m} ({_plural(int(decisions.loc[m, 'videos']), 'video')}, {decisions.loc[m, 'released']} released)"
+            for m in models
         )
         + "."
     ]
@@ -339,7 +344,9 @@ def _summary(
         won = [m for m in clear if m.winner == winner]
         if won:
             items = ", ".join(
-                f"{m.metric} ({fmt_num(m.table.loc[m.winner, 'mean'])} vs {fmt_num(m.table.loc[m.runner_up, 'mean'])}, "
+                f"{m.metric} ({fmt_num(m.table.loc[m.winner, 'mean'])} vs {fmt_num(m.table.loc[m.runner_up, 'mean'])}"
+                + (f" for {m.runner_up}" if len(models) > 2 else "")
+                + ", "
                 f"{'higher' if m.higher_is_better else 'lower'} is better)"
                 for m in won
             )
