@@ -9,14 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from reports.atomic import atomic_path
+from reports.errors import UsageError
 from reports.html import render_html
 from reports.schema import GateRecord
 
 
 def html_to_pdf(html: str, path: str | Path) -> Path:
     """Render self-contained HTML to a PDF file, atomically."""
-    from weasyprint import HTML
-    from weasyprint.urls import URLFetcher
+    try:
+        from weasyprint import HTML
+        from weasyprint.urls import URLFetcher
+    except ImportError as exc:  # an optional dependency (extra "reports"): say so instead of a traceback
+        raise UsageError(
+            "weasyprint", "must be installed to write PDF reports (pip install 'hallo3-gate[reports]')", exc
+        ) from None
 
     fetcher = URLFetcher(allowed_protocols={"data"}, fail_on_errors=False)
     document = HTML(string=html, base_url=None, url_fetcher=fetcher, media_type="print").render()
