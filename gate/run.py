@@ -495,7 +495,10 @@ def build_record(
         decoded_payload=wm.payload_hex if wm is not None else None,
         match=(wm.payload_hex == payload.hex()) if wm is not None else None,
         confidence=wm.confidence if wm is not None else None,
-        bit_accuracy_per_frame=S.Series(label="bit accuracy of decoded frames", values=per_frame)
+        bit_accuracy=float(np.mean(per_frame)) if per_frame else None,
+        bit_accuracy_per_frame=S.Series(
+            label="bit accuracy per decoded frame (the decoder samples a subset)", values=per_frame
+        )
         if per_frame
         else None,
         frames_embedded=int(clip.frames.shape[0]),
@@ -504,11 +507,18 @@ def build_record(
     )
     if verify_report is not None:
         man = verify_report.manifest
+        leaf = man.signer_chain[0] if man.signer_chain else {}
+        generators = [f"{g.get('name')} {g.get('version', '')}".strip() for g in man.claim_generator]
         prov = S.ProvenanceRecord(
             manifest_state=man.state or "Absent",
             failures=list(man.failure_codes),
-            manifest_label=getattr(man, "active_label", None),
-            assertions=sorted(getattr(man, "assertions", {}) or {}),
+            manifest_label=man.active_label,
+            claim_generator=", ".join(generators) or None,
+            signer_subject=leaf.get("subject") or man.signature.get("common_name"),
+            signer_issuer=leaf.get("issuer") or man.signature.get("issuer"),
+            signing_alg=man.signature.get("alg"),
+            assertions=sorted(man.assertions),
+            ingredients=[str(i.get("title")) for i in man.ingredients],
             soft_binding_alg=man.soft_binding.alg if man.soft_binding else None,
             soft_binding_payload=man.soft_binding.payload_hex if man.soft_binding else None,
             watermark_agrees=verify_report.agreement,
