@@ -13,6 +13,7 @@ Frames where no face is accepted are listed (``missing_frames``); nothing is int
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,13 +101,8 @@ class FaceDetector:
             raise MeasurementError(str(path), "dlib 68-point shape predictor file is missing", None)
         self.config = config or FaceDetectorConfig()
         self._detector = dlib.get_frontal_face_detector()
-        try:
-            self._predictor = dlib.shape_predictor(str(path))
-        except RuntimeError as exc:
-            raise MeasurementError(str(path), "not a dlib shape predictor file", str(exc)) from exc
-        probe = self._predictor(np.zeros((32, 32), np.uint8), dlib.rectangle(4, 4, 28, 28))
-        if probe.num_parts != N_LANDMARKS:
-            raise MeasurementError(str(path), "shape predictor must place 68 landmarks", probe.num_parts)
+        stat = path.stat()
+        self._predictor = _load_predictor(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
     # -- one frame -------------------------------------------------------------------------------------------------
     def candidates(self, frame: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
@@ -164,6 +160,19 @@ class FaceDetector:
         for frame, c in zip(arr, chosen, strict=True):
             faces.append(None if c is None else Face(c[0], c[1], self.landmarks(frame, c[0]), supported=c[2]))
         return FaceTrack(faces=faces, frame_size=(arr.shape[1], arr.shape[2]), config=self.config)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_predictor(path: str, size: int, mtime_ns: int) -> dlib.shape_predictor:
+    """Load (once per file version: 100 MB, ~1 s) and check that it places 68 landmarks."""
+    try:
+        predictor = dlib.shape_predictor(path)
+    except RuntimeError as exc:
+        raise MeasurementError(path, "not a dlib shape predictor file", str(exc)) from exc
+    probe = predictor(np.zeros((32, 32), np.uint8), dlib.rectangle(4, 4, 28, 28))
+    if probe.num_parts != N_LANDMARKS:
+        raise MeasurementError(path, "shape predictor must place 68 landmarks", probe.num_parts)
+    return predictor
 
 
 def _area(box: tuple[float, float, float, float]) -> float:

@@ -122,10 +122,10 @@ class DlibResNetBackend(_DlibFacesBackend):
     def __init__(
         self, landmarks_68: Path | str, resnet: Path | str, detector_config: FaceDetectorConfig | None = None
     ) -> None:
-        super().__init__(landmarks_68, detector_config)
         path = Path(resnet)
         if not path.is_file():
             raise MeasurementError(str(path), "dlib ResNet face descriptor file is missing", None)
+        super().__init__(landmarks_68, detector_config)
         try:
             self.model = dlib.face_recognition_model_v1(str(path))
         except RuntimeError as exc:
@@ -145,10 +145,10 @@ class FaceNetBackend(_DlibFacesBackend):
     def __init__(
         self, landmarks_68: Path | str, graph: Path | str, detector_config: FaceDetectorConfig | None = None
     ) -> None:
-        super().__init__(landmarks_68, detector_config)
         path = Path(graph)
         if not path.is_file():
             raise MeasurementError(str(path), "FaceNet graph (graph_final.pb) is missing", None)
+        super().__init__(landmarks_68, detector_config)
         try:
             self.net = cv2.dnn.readNetFromTensorflow(str(path))
         except cv2.error as exc:
