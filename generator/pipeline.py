@@ -33,7 +33,7 @@ from generator.audio import AudioEncoder, AudioFeatures, clip_audio_windows, num
 from generator.face import FaceAnalyser, ReferenceInputs, prepare_reference
 from generator.output import GenerationOutput
 from generator.reference import ReferenceBanks, compute_banks
-from generator.sampling import diffusers_scheduler
+from generator.sampling import denoiser_alpha, diffusers_scheduler, x0_from_v
 from generator.transformer import Hallo3Transformer
 from reports.errors import UsageError
 
@@ -373,11 +373,23 @@ class Hallo3Pipeline(DiffusionPipeline):
         guidance_scale: float,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One sampler step: CFG v-prediction → DPM-Solver++(2M) SDE update. Returns (next latents, x0 prediction)."""
+        """One sampler step: CFG v-prediction → DPM-Solver++(2M) SDE update. Returns (next latents, x0 prediction).
+
+        With the stock scheduler (``make_scheduler``, v-prediction) this is diffusers' CogVideoX loop; with
+        ``generator.sampling.sat_scheduler(50)`` (x0 input, the official sampler's alphas) it is the official step.
+        """
         t = timesteps[index]
         v = self.predict_v(latents, t, cond, guidance_scale)
+        model_output = v
+        if self.scheduler.config.prediction_type == "sample":
+            # the official-exact sampler (generator.sampling.sat_scheduler) takes the guided x0, computed with the
+            # denoiser's own 1000-step alpha nearest to the sampler's (CFG on v = CFG on x0: same affine map)
+            alpha, _ = denoiser_alpha(float(self.scheduler.alphas_cumprod[int(t)].sqrt()))
+            model_output = x0_from_v(latents, v, alpha)
         back = timesteps[index - 1] if index > 0 else None
-        latents, x0 = self.scheduler.step(v, old_x0, t, back, latents, generator=generator, return_dict=False)
+        latents, x0 = self.scheduler.step(
+            model_output, old_x0, t, back, latents, generator=generator, return_dict=False
+        )
         return latents, x0
 
     def denoise_clip(

@@ -332,3 +332,45 @@ def test_bfloat16_with_vae_slicing_runs_one_clip(tmp_path: Path, analyser: Any, 
     assert out.frames.shape == (25, 32, 32, 3) and out.config["clips"] == 1
     assert out.config["memory"]["dtype"] == "bfloat16" and pipe.text_encoder is None
     assert out.frames.std() > 0
+
+
+def test_pipeline_step_reproduces_the_official_sampler_step(
+    pipe: Hallo3Pipeline, official_tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Golden check: the official tiny networks (converted from the fixture checkpoint), the pipeline's own bank pass,
+    CFG and step with the official-exact scheduler reproduce the official sampler step (fixture README item 6)."""
+    import diffusers.schedulers.scheduling_dpm_cogvideox as dpm_module
+    from safetensors.torch import load_file
+
+    from generator.convert import CheckpointGeometry, convert_official_checkpoint
+    from generator.sampling import sat_scheduler
+
+    io = load_file(str(official_tiny / "io.safetensors"))
+    geometry = CheckpointGeometry(text_len=8, latent_frames=13, latent_height=6, latent_width=8, audio_blocks=3)
+    nets = convert_official_checkpoint(official_tiny / "checkpoint.pt", geometry)
+    official = Hallo3Pipeline(
+        **{
+            **pipe.components,
+            "transformer": nets.transformer,
+            "ref_net": nets.reference_net,
+            "scheduler": sat_scheduler(50),
+        }
+    )
+    banks = official.reference_banks(io["in.ref_latent"], cache=False)
+    window = io["in.audio_window"][0]
+    cond = ClipConditions(
+        image_latents=io["in.concat_latent"],
+        text=torch.cat([io["in.text_emb_uncond"], io["in.text_emb"]]),
+        audio=torch.stack([torch.zeros_like(window), window]),
+        face=io["in.face_emb"].expand(2, -1),
+        banks=banks,
+    )
+    timesteps = official.scheduler.timesteps
+    assert int(timesteps[25]) == 499 and int(timesteps[24]) == 519
+    draws = [io["step.noise_draw0"], io["step.noise_draw1"]]
+    monkeypatch.setattr(dpm_module, "randn_tensor", lambda *a, **k: draws.pop(0))
+    with torch.no_grad():
+        x_next, x0 = official.denoise_step(io["in.noisy_latent"], io["in.old_denoised"], 25, timesteps, cond, 3.5, None)
+    assert not draws
+    assert (x0 - io["den.x0_cfg"]).abs().max().item() <= 1e-5
+    assert (x_next - io["step.x_next"]).abs().max().item() <= 1e-5
