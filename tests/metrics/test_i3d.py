@@ -67,6 +67,10 @@ def test_checkpoint_converts_losslessly(ckpt, tmp_path):
     back = load_file(str(out))
     assert back.keys() == arrays.keys()
     assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    direct, converted = I3D.from_file(ckpt), I3D.from_file(out)
+    assert all(
+        torch.equal(a, b) for a, b in zip(direct.state_dict().values(), converted.state_dict().values(), strict=True)
+    )
     with pytest.raises(InputError, match="sha256"):
         convert_to_safetensors(ckpt, tmp_path / "bad.safetensors", expected_sha256="0" * 64)
     assert not (tmp_path / "bad.safetensors").exists()
