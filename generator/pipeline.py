@@ -32,7 +32,7 @@ from transformers import T5EncoderModel, T5Tokenizer
 from generator.audio import AudioEncoder, AudioFeatures, clip_audio_windows, num_clips, official_num_clips
 from generator.face import FaceAnalyser, ReferenceInputs, prepare_reference
 from generator.output import GenerationOutput
-from generator.reference import ReferenceBanks, compute_banks
+from generator.reference import bank_cache_key, compute_banks
 from generator.sampling import denoiser_alpha, diffusers_scheduler, x0_from_v
 from generator.transformer import Hallo3Transformer
 from reports.errors import UsageError
@@ -177,7 +177,8 @@ class Hallo3Pipeline(DiffusionPipeline):
         self.vae_scale_factor_spatial = 2 ** (len(vae.config.block_out_channels) - 1)
         self.vae_scale_factor_temporal = int(vae.config.temporal_compression_ratio)
         self._prompt_cache: dict[str, torch.Tensor] = {}
-        self._bank_cache: ReferenceBanks | None = None
+        self._banks: dict[str, list[torch.Tensor]] = {}
+        self.bank_stats = {"computed": 0, "reused": 0}
         self.memory = MemoryConfig()
         self._text_encoder_config = _plain(text_encoder.config.to_dict()) if text_encoder is not None else None
         self.transformer_calls: list[Callable[[dict[str, Any]], None]] = []  # observers (tests, profiling)
@@ -327,18 +328,21 @@ class Hallo3Pipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ reference banks
     def reference_banks(self, face_latent: torch.Tensor, cache: bool) -> list[torch.Tensor]:
-        """Banks for the face-masked reference latent, from the cache unless ``cache`` is False."""
+        """Banks for the face-masked reference latent: computed once per (portrait latent, network) and reused,
+        unless ``cache`` is False (the official behaviour: one reference pass per clip)."""
         ref_net = self.ref_net
+        key = f"{id(ref_net)}:{bank_cache_key(face_latent)}"
+        if cache and key in self._banks:
+            self.bank_stats["reused"] += 1
+            return self._banks[key]
         hook = getattr(ref_net, "_hf_hook", None)
-        if hook is not None:  # the bank runner calls the blocks directly: trigger the offload hook by hand
+        if hook is not None:  # the bank runner calls the blocks directly: run the CPU-offload hook by hand
             hook.pre_forward(ref_net)
         param = next(ref_net.parameters())
-        latent = face_latent.to(device=param.device, dtype=param.dtype)
-        if not cache:
-            return compute_banks(ref_net, latent)
-        if self._bank_cache is None or self._bank_cache.ref_net is not ref_net:
-            self._bank_cache = ReferenceBanks(ref_net)
-        return self._bank_cache.get(latent)
+        banks = compute_banks(ref_net, face_latent.to(device=param.device, dtype=param.dtype))
+        self.bank_stats["computed"] += 1
+        self._banks = {key: banks}  # one portrait at a time
+        return banks
 
     # ------------------------------------------------------------------ denoising
     def predict_v(
