@@ -308,7 +308,7 @@ def map_keys(state: StateDict, prefix: str) -> Conversion:
     return conv
 
 
-def _load_strict(model: torch.nn.Module, conv: Conversion, subject: str, what: str) -> None:
+def _load_strict(model: torch.nn.Module, conv: Conversion, subject: str, what: str, dtype: torch.dtype) -> None:
     """Load ``conv.target`` into ``model`` after checking key sets and shapes; one error lists every problem."""
     expected = model.state_dict()
     problems: list[str] = []
@@ -331,8 +331,9 @@ def _load_strict(model: torch.nn.Module, conv: Conversion, subject: str, what: s
         raise InputError(
             subject, f"every {what} key mapped or dropped with a reason, every parameter filled", " | ".join(problems)
         )
-    dtype = next(iter(expected.values())).dtype
-    model.load_state_dict({k: v.to(dtype) for k, v in conv.target.items()}, strict=True)
+    # the model was built on the meta device: assign the (mmap-backed) source tensors instead of copying into
+    # allocated parameters, so a full-size conversion never holds two copies of the weights
+    model.load_state_dict({k: v.to(dtype) for k, v in conv.target.items()}, strict=True, assign=True)
 
 
 def _check_rope(
@@ -412,18 +413,18 @@ def convert_state(
                 f"{ref_config[name]} vs {den_config[name]}",
             )
 
-    transformer = Hallo3Transformer(**den_config)
-    reference_net = Hallo3ReferenceNet(**ref_config)
+    with torch.device("meta"):
+        transformer = Hallo3Transformer(**den_config)
+        reference_net = Hallo3ReferenceNet(**ref_config)
     for prefix, model, what in (
         (DENOISER_PREFIX, transformer, "denoiser"),
         (REFERENCE_PREFIX, reference_net, "reference-network"),
     ):
         conv = map_keys(state, prefix)
-        _load_strict(model, conv, subject, what)
+        _load_strict(model, conv, subject, what, dtype)
         _check_rope(state, prefix, model, geometry, subject)
         dropped.update(conv.dropped)
-        if dtype != torch.float32:
-            model.to(dtype)
+        model.requires_grad_(False)
         model.eval()
     return ConvertedHallo3(transformer=transformer, reference_net=reference_net, dropped=dropped)
 
