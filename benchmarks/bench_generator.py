@@ -115,6 +115,17 @@ def padding_savings() -> None:
     )
 
 
+def stored_elements(module: torch.nn.Module) -> int:
+    """Parameters + persistent buffers (diffusers keeps the learned position table as a buffer), tied ones once."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in module.state_dict(keep_vars=True).values():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel()
+    return total
+
+
 def memory_estimate() -> None:
     """Parameter counts of the full-size components (built on the meta device) → bf16 bytes. An estimate only."""
     from diffusers import AutoencoderKLCogVideoX
@@ -133,8 +144,7 @@ def memory_estimate() -> None:
             "CogVideoX VAE": AutoencoderKLCogVideoX(scaling_factor=0.7),
             "wav2vec2-base": Wav2Vec2Model(Wav2Vec2Config()),
         }
-    # parameters + persistent buffers (the learned position table is a buffer in diffusers)
-    counts = {name: sum(t.numel() for t in module.state_dict().values()) for name, module in parts.items()}
+    counts = {name: stored_elements(module) for name, module in parts.items()}
     gib = {name: count * 2 / 2**30 for name, count in counts.items()}
     print("\n[full-size memory ESTIMATE from parameter counts, bf16; not measured — no GPU here]")
     for name, count in counts.items():
@@ -144,6 +154,8 @@ def memory_estimate() -> None:
     banks = 42 * 1350 * 3072 * 2 / 2**30
     ffn = 2 * (226 + 13 * 1350) * 12288 * 2 / 2**30  # the largest live activation: FFN hidden, batch 2
     print(f"  all weights resident: {total:.1f} GiB (+ activations; self-attention over {tokens} tokens, batch 2)")
+    without_t5 = total - gib["T5 v1.1 XXL encoder"]
+    print(f"  no offload, T5 released after encoding (MemoryConfig.release_text_encoder): {without_t5:.1f} GiB weights")
     denoiser = gib["denoiser (Hallo3Transformer)"]
     print(
         f"  model CPU offload: peak ≈ denoiser {denoiser:.1f} GiB + banks {banks:.2f} GiB + FFN activation "
