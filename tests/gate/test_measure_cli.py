@@ -11,7 +11,6 @@ import pytest
 from scipy.io import wavfile
 
 from gate.cli import main
-from tests.metrics.face_fixtures import read_wav, speaker_frames
 
 N_FRAMES = 60  # 2.4 s: long enough for the AV-sync protocol (>= 2 s)
 
@@ -19,11 +18,11 @@ N_FRAMES = 60  # 2.4 s: long enough for the AV-sync protocol (>= 2 s)
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory, speaker_clip, speaker_wav) -> Path:
     """The first 2.4 s of the speaker clip at half size, H.264 + AAC, written by gate.media."""
-    from gate.media import write_mp4
+    from gate.media import read_audio, read_video, write_mp4
 
-    frames = speaker_frames(str(speaker_clip))[:N_FRAMES]
+    frames = read_video(speaker_clip, max_frames=N_FRAMES).frames
     small = np.stack([cv2.resize(f, (488, 264), interpolation=cv2.INTER_AREA) for f in frames])
-    audio, rate = read_wav(speaker_wav)
+    audio, rate = read_audio(speaker_wav)
     path = tmp_path_factory.mktemp("measure") / "clip.mp4"
     return write_mp4(path, small, 25.0, audio[: N_FRAMES * rate // 25], rate, crf=20, preset="ultrafast")
 

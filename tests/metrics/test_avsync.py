@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from face_fixtures import read_wav, speaker_frames, speaker_track
 from scipy.signal import resample_poly
 
 from metrics.avsync import PROTOCOL, AVSyncConfig, measure_avsync
 from metrics.faces import Face, FaceDetectorConfig, FaceTrack
 from reports.errors import InputError
-from tests.metrics.face_fixtures import read_wav, speaker_frames, speaker_track
 
 FPS = 25.0
 SR = 16000

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from face_fixtures import landmarks_68, no_face_image, read_rgb
 
 from metrics.faces import FaceDetector, as_rgb_frames
 from reports.errors import InputError, MeasurementError
-from tests.metrics.face_fixtures import landmarks_68, no_face_image, read_rgb
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from metrics.identity import ArcFaceBackend, DlibResNetBackend, FaceNetBackend, measure_identity
-from reports.errors import InputError, MeasurementError
-from tests.metrics.face_fixtures import (
+from face_fixtures import (
     augment,
     dlib_resnet,
     facenet_graph,
@@ -16,7 +13,10 @@ from tests.metrics.face_fixtures import (
     no_face_image,
     read_rgb,
 )
-from tests.metrics.insightface_fixtures import build_pack
+from insightface_fixtures import build_pack
+
+from metrics.identity import ArcFaceBackend, DlibResNetBackend, FaceNetBackend, measure_identity
+from reports.errors import InputError, MeasurementError
 
 
 @pytest.fixture(scope="module", params=["facenet", "dlib"])
