@@ -185,3 +185,76 @@ def test_vae_keys_convert_and_load_strictly():
     vae.load_state_dict(converted, strict=True)
     with pytest.raises(InputError, match="encoder"):
         convert_vae_state({**sat, "quantizer.embed": torch.zeros(1)})
+
+
+def _official_full_size_state() -> dict[str, torch.Tensor]:
+    """The official 5B-I2V Hallo3 engine's key names and shapes (spec §7.2), as meta tensors (no memory)."""
+    hidden, layers, head, text, temb = 3072, 42, 64, 4096, 512
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def linear(name: str, out: int, inp: int) -> None:
+        shapes[name + ".weight"], shapes[name + ".bias"] = (out, inp), (out,)
+
+    def norm(name: str, dim: int) -> None:
+        shapes[name + ".weight"], shapes[name + ".bias"] = (dim,), (dim,)
+
+    for prefix, hallo3 in ((DEN, True), (REF, False)):
+        p = prefix
+        linear(p + "time_embed.0", temb, hidden)
+        linear(p + "time_embed.2", temb, temb)
+        shapes[p + "mixins.pos_embed.pos_embedding"] = (1, 226 + 17550, hidden)
+        shapes[p + "mixins.pos_embed.freqs_sin"] = shapes[p + "mixins.pos_embed.freqs_cos"] = (17550, head)
+        shapes[p + "mixins.patch_embed.proj.weight"], shapes[p + "mixins.patch_embed.proj.bias"] = (
+            (hidden, 32, 2, 2),
+            (hidden,),
+        )
+        linear(p + "mixins.patch_embed.text_proj", hidden, text)
+        norm(p + "mixins.final_layer.norm_final", hidden)
+        linear(p + "mixins.final_layer.linear", 64, hidden)
+        linear(p + "mixins.final_layer.adaLN_modulation.1", 2 * hidden, temb)
+        shapes[p + "transformer.position_embeddings.weight"] = (64, hidden)
+        norm(p + "transformer.final_layernorm", hidden)
+        for i in range(layers):
+            linear(p + f"mixins.adaln_layer.adaLN_modulations.{i}.1", 12 * hidden, temb)
+            norm(p + f"mixins.adaln_layer.query_layernorm_list.{i}", head)
+            norm(p + f"mixins.adaln_layer.key_layernorm_list.{i}", head)
+            lp = p + f"transformer.layers.{i}."
+            norm(lp + "input_layernorm", hidden)
+            norm(lp + "post_attention_layernorm", hidden)
+            linear(lp + "attention.query_key_value", 3 * hidden, hidden)
+            linear(lp + "attention.dense", hidden, hidden)
+            linear(lp + "mlp.dense_h_to_4h", 4 * hidden, hidden)
+            linear(lp + "mlp.dense_4h_to_h", hidden, 4 * hidden)
+            if hallo3:
+                for kind, kv in (("face", 1024), ("audio", 768)):
+                    norm(lp + f"{kind}_input_layernorm", hidden)
+                    linear(lp + f"{kind}_attn.query", hidden, hidden)
+                    linear(lp + f"{kind}_attn.key_value", 2 * hidden, kv)
+                    linear(lp + f"{kind}_attn.dense", hidden, hidden)
+        if hallo3:
+            ap = p + "transformer.audio_proj."
+            linear(ap + "proj1", 512, 5 * 12 * 768)
+            linear(ap + "proj2", 512, 512)
+            linear(ap + "proj3", 32 * 768, 512)
+            shapes[ap + "conv1.weight"], shapes[ap + "conv1.bias"] = (32 * 768, 32 * 768, 2), (32 * 768,)
+            norm(ap + "norm", 768)
+            linear(p + "transformer.face_proj.proj", 4 * 1024, 512)
+            norm(p + "transformer.face_proj.norm", 1024)
+    return {k: torch.empty(s, device="meta", dtype=torch.bfloat16) for k, s in shapes.items()}
+
+
+def test_official_full_size_key_set_converts():
+    """The full 5B-I2V key set of spec §7.2 maps onto the default-config networks with nothing left over, and the
+    inferred config is the official one; parameter counts match the spec (denoiser 8.92 B, reference net 5.625 B)."""
+    converted = convert_state(_official_full_size_state(), CheckpointGeometry(), dtype=torch.bfloat16)
+    cfg = converted.transformer.config
+    assert (cfg.num_layers, cfg.num_attention_heads, cfg.attention_head_dim, cfg.text_embed_dim) == (42, 48, 64, 4096)
+    assert (cfg.audio_dim, cfg.audio_context_tokens, cfg.audio_channels, cfg.face_dim) == (768, 32, 768, 1024)
+    assert (cfg.sample_height, cfg.sample_width, cfg.max_text_seq_length) == (60, 90, 226)
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(t.numel() for t in [*module.parameters(), *module.buffers()])
+
+    assert round(count(converted.transformer) / 1e9, 2) == 8.92
+    assert round(count(converted.reference_net) / 1e9, 3) == 5.625
+    assert round(count(converted.transformer.audio_proj) / 1e9, 3) == 1.244
