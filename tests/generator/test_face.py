@@ -148,3 +148,38 @@ def test_real_portrait_with_a_real_detector(portraits: list[Path]) -> None:
 def test_missing_insightface_pack_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="insightface model pack"):
         load_insightface(tmp_path / "nope")
+
+
+def _metrics_pack_builder() -> Any:
+    """The metrics tests' tiny insightface pack builder (real ONNX files insightface's own router loads)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "metrics" / "insightface_fixtures.py"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    spec = importlib.util.spec_from_file_location("insightface_fixtures_for_face", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_insightface_loader_on_a_tiny_pack(tmp_path: Path) -> None:
+    """``load_insightface`` → insightface's FaceAnalysis on a pack folder; the largest detection's raw 512-d
+    embedding becomes the identity; a dark image has no face and is refused."""
+    pytest.importorskip("insightface")
+    builder = _metrics_pack_builder()
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    builder.build_detector(pack / "det_tiny.onnx")
+    builder.build_recogniser(pack / "w_tiny.onnx", dim=512)
+    analyser = load_insightface(pack, det_size=(builder.DET_SIZE, builder.DET_SIZE))
+    image = np.zeros((320, 480, 3), dtype=np.uint8)
+    image[80:240, 160:320] = 255  # the tiny detector "sees a face" in bright regions
+    ref = prepare_reference(image, analyser, subject="bright.png")
+    assert ref.face_embedding.shape == (512,) and float(ref.face_embedding.norm()) > 0
+    assert abs(float(ref.face_embedding.norm()) - 1.0) > 1e-3  # raw, not normalised
+    x1, y1, x2, y2 = ref.face_box
+    assert x1 < 240 < x2 and y1 < 160 < y2
+    with pytest.raises(InputError, match="must show a face"):
+        prepare_reference(np.zeros((320, 480, 3), np.uint8), analyser, subject="dark.png")
