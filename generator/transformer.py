@@ -222,6 +222,10 @@ class Hallo3Transformer(CogVideoXTransformer3DModel):
             embed_dim=face_embed_dim, hidden_size=face_dim, context_tokens=face_context_tokens
         )
 
+    def fuse_qkv_projections(self) -> None:
+        """Not supported: diffusers' fused processor would replace the reference-token and frame-local processors."""
+        raise NotImplementedError("Hallo3Transformer keeps separate QKV projections (custom attention processors)")
+
     # ---- conditions ----
     def project_audio(self, audio_embeds: torch.Tensor) -> torch.Tensor:
         """Windowed wav2vec2 features ``[B, F, window, blocks, channels]`` → audio tokens ``[B, T, K, audio_dim]``."""
