@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -292,10 +293,11 @@ def measure_lipsync(
     _require_weights(syncnet_weights, s3fd_weights)
     frames_rgb, notes = _rgb_frames(frames)
     audio = _mono_audio(audio)
-    if not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
         raise InputError("fps", "a finite frame rate > 0", fps)
-    if not isinstance(sample_rate, int) or sample_rate <= 0:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
         raise InputError("sample_rate", "an integer sample rate > 0", sample_rate)
+    fps, sample_rate = float(fps), int(sample_rate)
 
     # 1. rates
     reason = _not_measured_reason(frames_rgb, audio, fps, sample_rate, cfg)

@@ -15,6 +15,7 @@ Both return a small record so results can state "resampled 44100 Hz -> 16000 Hz"
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -61,14 +62,14 @@ class Resampling:
 
 
 def _positive_rate(name: str, value: float) -> float:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise InputError(name, "a finite rate > 0", value)
     return float(value)
 
 
 def resample_audio(audio: np.ndarray, sample_rate: int, target_rate: int = 16000) -> tuple[np.ndarray, Resampling]:
     """Mono float audio -> float32 at ``target_rate``."""
-    _positive_rate("sample_rate", sample_rate)
+    sample_rate = _positive_rate("sample_rate", sample_rate)
     if int(sample_rate) != sample_rate:
         raise InputError("sample_rate", "an integer number of samples per second", sample_rate)
     audio = np.asarray(audio)

@@ -40,6 +40,7 @@ NMS_TOP_K_IN = 5000
 NMS_TOP_K_OUT = 750
 NMS_IOU_ANCHORS = 0.3
 NMS_IOU_FACES = 0.1
+MAX_BATCH_PIXELS = 1_000_000  # network-input pixels per batch: bounds memory for large frames
 
 # VGG-16 trunk (conv1_1 .. conv5_3, then fc6 as a dilated 3x3 conv and fc7 as 1x1), indices as in sfd_face.pth.
 _VGG_SPEC: tuple[tuple[str, int, int], ...] = (
@@ -265,8 +266,10 @@ class S3FDDetector:
         pixel_scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         results: list[np.ndarray] = []
         priors: torch.Tensor | None = None
-        for start in range(0, len(frames_rgb), self.batch_size):
-            batch = np.stack([self._prepare(f) for f in frames_rgb[start : start + self.batch_size]])
+        scaled_pixels = max(1, round(height * self.scale) * round(width * self.scale))
+        step = max(1, min(self.batch_size, MAX_BATCH_PIXELS // scaled_pixels))
+        for start in range(0, len(frames_rgb), step):
+            batch = np.stack([self._prepare(f) for f in frames_rgb[start : start + step]])
             x = torch.from_numpy(batch).to(self._device)
             face_prob, loc, sizes = self.net(x)
             if priors is None:

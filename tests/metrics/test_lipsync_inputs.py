@@ -162,3 +162,10 @@ def test_other_rates_are_resampled_and_recorded(weights):
     assert (audio.source, audio.target, audio.input_length, audio.output_length) == (8000.0, 16000.0, 19200, 38400)
     assert "30 fps -> 25 fps" in video.describe()
     _assert_not_measured(result, "clip too short")  # 60 frames at 30 fps = 50 frames at 25 fps
+
+
+def test_numpy_scalar_rates_are_accepted(weights):
+    result = _measure(_clip(), np.zeros(38400, np.float32), weights, fps=np.float32(25.0), sample_rate=np.int64(16000))
+    _assert_not_measured(result, "silent")
+    with pytest.raises(InputError):
+        _measure(_clip(), _speech(2.4), weights, sample_rate=True)
