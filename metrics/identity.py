@@ -76,6 +76,7 @@ ARCFACE_THRESHOLD = SameThreshold(
 class IdentityBackend(Protocol):
     name: str
     protocol: str
+    detector: str
     threshold: SameThreshold
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None: ...
@@ -91,6 +92,7 @@ class _DlibFacesBackend:
 
     name = ""
     protocol = ""
+    detector = "dlib HOG frontal detector, weak hits with temporal support"
     threshold = DLIB_THRESHOLD
 
     def __init__(self, landmarks_68: Path | str, detector_config: FaceDetectorConfig | None = None) -> None:
@@ -168,6 +170,7 @@ class ArcFaceBackend:
     """insightface ``FaceAnalysis`` on a local pack directory (SCRFD detection + ArcFace recognition)."""
 
     name = "arcface"
+    detector = "insightface SCRFD"
     threshold = ARCFACE_THRESHOLD
 
     def __init__(self, pack_dir: Path | str, det_size: int = 640, det_thresh: float = 0.5) -> None:
@@ -227,6 +230,7 @@ class ArcFaceBackend:
 class IdentityResult:
     backend: str
     protocol: str
+    detector: str
     threshold: SameThreshold
     cosine: list[float | None]  # per frame; None where no face
     distance: list[float | None]  # Euclidean distance of the raw embeddings, per frame
@@ -272,15 +276,19 @@ class IdentityResult:
             "missing_frames": self.missing_frames,
             **self.details,
         }
+        presence_protocol = f"share of frames with a detected face ({self.detector})"
         presence = Measurement(
             "face_present_ratio",
             self.face_present_ratio,
-            protocol=f"frames with a detected face ({self.backend} detector)",
+            protocol=presence_protocol,
             higher_is_better=True,
+            unit="fraction",
             details={"n_frames": self.n_frames, "missing_frames": self.missing_frames},
         )
         stats = self.summary()
         names = ("identity_mean", "identity_min", "identity_p10")
+        if self.reason is not None:  # the frames were not searched: presence is unknown, not zero
+            presence = Measurement.not_measured("face_present_ratio", self.reason, presence_protocol)
         if stats is None:
             reason = self.reason or f"no face found in any of the {self.n_frames} frames"
             return [*(Measurement.not_measured(n, reason, self.protocol, details=common) for n in names), presence]
@@ -307,14 +315,19 @@ def measure_identity(
     """
     frames = as_rgb_frames(frames)
     ref = backend.embed_image(reference)
-    base: dict[str, Any] = {"backend": backend.name, "protocol": backend.protocol, "threshold": backend.threshold}
+    base: dict[str, Any] = {
+        "backend": backend.name,
+        "protocol": backend.protocol,
+        "detector": backend.detector,
+        "threshold": backend.threshold,
+    }
     if ref is None:
         return IdentityResult(
             **base,
             cosine=[None] * len(frames),
             distance=[None] * len(frames),
             n_frames=len(frames),
-            reason="no face found in the reference image",
+            reason="no face found in the reference image (frames not searched)",
         )
     embeddings = backend.embed_frames(frames, track)
     cosine, distance = _compare(ref, embeddings)

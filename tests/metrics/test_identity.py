@@ -81,6 +81,7 @@ def test_reference_without_face_is_not_measured(backend, portraits):
     res = measure_identity(no_face_image(), np.stack([read_rgb(portraits[0])]), backend)
     rows = {m.name: m for m in res.measurements()}
     assert rows["identity_mean"].value is None and "reference image" in rows["identity_mean"].reason
+    assert rows["face_present_ratio"].value is None  # frames not searched: unknown, not 0
 
 
 def test_grey_and_4k_frames(portraits):
