@@ -234,6 +234,15 @@ class Hallo3Pipeline(DiffusionPipeline):
             raise UsageError(
                 "height/width", f"height and width must be multiples of {multiple}", f"{config.height}×{config.width}"
             )
+        grid = (config.height // self.vae_scale_factor_spatial, config.width // self.vae_scale_factor_spatial)
+        trained = (self.transformer.config.sample_height, self.transformer.config.sample_width)
+        if grid != trained:
+            raise UsageError(
+                "height/width",
+                "the size must match the transformer's learned position grid "
+                f"({trained[0] * self.vae_scale_factor_spatial}×{trained[1] * self.vae_scale_factor_spatial})",
+                f"{config.height}×{config.width}",
+            )
         if config.num_inference_steps < 1:
             raise UsageError("num_inference_steps", "at least 1 denoising step", config.num_inference_steps)
         if not math.isfinite(config.guidance_scale) or config.guidance_scale < 1.0:
@@ -243,6 +252,21 @@ class Hallo3Pipeline(DiffusionPipeline):
                 "clip_frames",
                 f"clip_frames - 1 must be a multiple of {self.vae_scale_factor_temporal}",
                 config.clip_frames,
+            )
+        latent_frames = (config.clip_frames - 1) // self.vae_scale_factor_temporal + 1
+        trained_frames = (self.transformer.config.sample_frames - 1) // self.vae_scale_factor_temporal + 1
+        if latent_frames != trained_frames:
+            raise UsageError(
+                "clip_frames",
+                f"clips must have {self.transformer.config.sample_frames} frames (the denoiser's frame count)",
+                config.clip_frames,
+            )
+        scheduled = self.scheduler.num_inference_steps
+        if self.scheduler.config.prediction_type == "sample" and scheduled not in (None, config.num_inference_steps):
+            raise UsageError(
+                "num_inference_steps",
+                f"the official-exact scheduler was built for {scheduled} steps",
+                config.num_inference_steps,
             )
         if not 0 < config.motion_frames < config.clip_frames:
             raise UsageError(

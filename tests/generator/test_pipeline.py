@@ -304,6 +304,10 @@ def test_bad_inputs_are_clear_errors(pipe: Hallo3Pipeline, portrait: np.ndarray,
         pipe(portrait, audio, RATE, config=tiny_generation(guidance_scale=0.5))
     with pytest.raises(UsageError, match="multiples of 16"):
         pipe(portrait, audio, RATE, config=tiny_generation(height=40))
+    with pytest.raises(UsageError, match="learned position grid"):
+        pipe(portrait, audio, RATE, config=tiny_generation(height=48))
+    with pytest.raises(UsageError, match="clips must have 49 frames"):
+        pipe(portrait, audio, RATE, config=tiny_generation(clip_frames=45))
     with pytest.raises(UsageError, match="accelerator"):
         pipe.apply_memory_config(MemoryConfig(cpu_offload=True))
 
