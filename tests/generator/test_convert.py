@@ -258,3 +258,12 @@ def test_official_full_size_key_set_converts():
     assert round(count(converted.transformer) / 1e9, 2) == 8.92
     assert round(count(converted.reference_net) / 1e9, 3) == 5.625
     assert round(count(converted.transformer.audio_proj) / 1e9, 3) == 1.244
+
+
+def test_stored_rope_table_must_match_the_recomputed_one(state):
+    """freqs_sin/cos are dropped only after checking they equal our 3D RoPE for the geometry."""
+    key = DEN + "mixins.pos_embed.freqs_sin"
+    broken = dict(state)
+    broken[key] = state[key].flip(0)
+    error = _error(broken)
+    assert "RoPE" in error.rule and key in str(error)
