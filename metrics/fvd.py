@@ -201,8 +201,12 @@ class FVDState:
         self.n_videos += int(ids.max()) + 1 if len(ids) else 0
         return self
 
-    def update(self, videos: Sequence[np.ndarray], extractor: FeatureExtractor) -> FVDState:
-        """Add videos (each ``uint8 [T,H,W,3]``); ``extractor`` maps ``[N,3,16,224,224]`` clips to ``[N,400]``."""
+    def update(self, videos: Sequence[np.ndarray], extractor: FeatureExtractor, *, chunk_clips: int = 32) -> FVDState:
+        """Add videos (each ``uint8 [T,H,W,3]``); ``extractor`` maps ``[N,3,16,224,224]`` clips to ``[N,400]``.
+
+        Clips are preprocessed and embedded in chunks of about ``chunk_clips`` (whole videos per chunk), so memory
+        stays bounded for large sets. Videos too short for the protocol are counted in ``n_skipped``.
+        """
         clips: list[torch.Tensor] = []
         ids: list[int] = []
         for i, video in enumerate(videos):
@@ -213,10 +217,16 @@ class FVDState:
             local = ids[-1] + 1 if ids else 0
             clips += [preprocess_clip(c) for c in selected]
             ids += [local] * len(selected)
+            if len(clips) >= chunk_clips:
+                self._embed(clips, ids, extractor)
+                clips, ids = [], []
         if clips:
-            feats = np.asarray(extractor(torch.stack(clips)), dtype=np.float32)
-            self.add_features(feats, np.asarray(ids))
+            self._embed(clips, ids, extractor)
         return self
+
+    def _embed(self, clips: list[torch.Tensor], ids: list[int], extractor: FeatureExtractor) -> None:
+        feats = np.asarray(extractor(torch.stack(clips)), dtype=np.float32)
+        self.add_features(feats, np.asarray(ids))
 
     def merge(self, other: FVDState) -> FVDState:
         """A new state holding both sets (operands unchanged); protocols must match."""

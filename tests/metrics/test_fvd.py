@@ -118,6 +118,10 @@ def test_update_with_videos_counts_skips_and_merges(tmp_path):
     assert (one.count, one.n_videos, one.n_skipped) == (3, 3, 1)
     two = FVDState().update(videos[:1], _pooled_projection) + FVDState().update(videos[1:], _pooled_projection)
     np.testing.assert_allclose(two.acc.sum_outer, one.acc.sum_outer, rtol=1e-12)
+    chunked = FVDState(PROTOCOL_CLIPS).update(
+        [_video(i, frames=33) for i in range(5)], _pooled_projection, chunk_clips=3
+    )
+    assert chunked.video_ids.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and chunked.n_videos == 5
     clips = FVDState(PROTOCOL_CLIPS).update([_video(0, frames=40), _video(1, frames=33)], _pooled_projection)
     assert (clips.count, clips.n_videos) == (4, 2)
     assert clips.video_ids.tolist() == [0, 0, 1, 1]
