@@ -30,6 +30,7 @@ N_LANDMARKS = 68
 @dataclass(frozen=True)
 class FaceDetectorConfig:
     max_side: int = 400  # detection runs on a copy whose longer side is at most this (4K frames stay fast)
+    fallback_max_side: int = 1000  # ... and again at this size where the first pass found nothing
     upsample: int = 1  # dlib pyramid upsampling on that copy (finds faces down to ~40 px on that copy)
     min_score: float = 0.0  # dlib's default threshold: a confident face
     weak_score: float = -0.5  # weaker candidates, accepted only with temporal support
@@ -106,9 +107,19 @@ class FaceDetector:
 
     # -- one frame -------------------------------------------------------------------------------------------------
     def candidates(self, frame: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        """All detections with score >= weak_score: (box in full-frame pixels, score)."""
+        """All detections with score >= weak_score: (box in full-frame pixels, score).
+
+        Runs on a ``max_side`` copy; when that finds nothing and the frame is larger, once more on a
+        ``fallback_max_side`` copy (small faces in large frames: ~40 px faces at 1000 px, i.e. 4 % of the long side).
+        """
+        out = self._candidates_at(frame, self.config.max_side)
+        if not out and max(frame.shape[:2]) > self.config.max_side:
+            out = self._candidates_at(frame, self.config.fallback_max_side)
+        return out
+
+    def _candidates_at(self, frame: np.ndarray, max_side: int) -> list[tuple[tuple[float, float, float, float], float]]:
         h, w = frame.shape[:2]
-        scale = min(1.0, self.config.max_side / max(h, w))
+        scale = min(1.0, max_side / max(h, w))
         small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.config.upsample, self.config.weak_score)
         out = []

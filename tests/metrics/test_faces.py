@@ -99,3 +99,13 @@ def test_missing_or_wrong_weights(tmp_path):
     bad.write_bytes(b"not a dlib model")
     with pytest.raises(MeasurementError, match="not a dlib shape predictor"):
         FaceDetector(bad)
+
+
+def test_small_face_in_large_frame_found_by_the_fallback_pass(detector, portraits):
+    img = cv2.resize(read_rgb(portraits[2]), (200, 200), interpolation=cv2.INTER_AREA)  # face ~90 px
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[600:800, 1500:1700] = img
+    assert detector._candidates_at(frame, detector.config.max_side) == []  # too small at 400 px ...
+    face = detector.detect_image(frame)  # ... found at 1000 px
+    assert face is not None
+    assert 1500 <= face.box[0] < face.box[2] <= 1700 and 600 <= face.box[1] < face.box[3] <= 800
