@@ -295,6 +295,16 @@ class FVDState:
             state.features, state.video_ids, state.keep_features = feats, ids, True
         return state
 
+    def summary(self) -> dict[str, Any]:
+        """What a record needs to say about this set (no arrays)."""
+        return {
+            "protocol": describe_protocol(self.protocol),
+            "n_samples": self.count,
+            "n_videos": self.n_videos,
+            "n_skipped_short": self.n_skipped,
+            "features_retained": self.features is not None,
+        }
+
     def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         return self.acc.mean(), self.acc.cov()
 

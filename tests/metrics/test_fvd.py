@@ -116,6 +116,7 @@ def test_update_with_videos_counts_skips_and_merges(tmp_path):
     videos = [_video(i) for i in range(3)] + [_video(9, frames=10)]
     one = FVDState().update(videos, _pooled_projection)
     assert (one.count, one.n_videos, one.n_skipped) == (3, 3, 1)
+    assert one.summary()["n_skipped_short"] == 1 and one.summary()["protocol"].startswith("fvd/styleganv-16f:")
     two = FVDState().update(videos[:1], _pooled_projection) + FVDState().update(videos[1:], _pooled_projection)
     np.testing.assert_allclose(two.acc.sum_outer, one.acc.sum_outer, rtol=1e-12)
     chunked = FVDState(PROTOCOL_CLIPS).update(
