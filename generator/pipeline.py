@@ -85,7 +85,7 @@ class MemoryConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     release_text_encoder: bool = False  # drop T5 once the prompt is encoded (later prompts must be cached/given)
     cpu_offload: bool = False  # keep each model on the CPU until its forward runs
-    vae_tiling: bool = False
+    vae_tiling: bool = False  # tiled VAE decode (encodes are 1–3 frames and run untiled)
     vae_slicing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -323,7 +323,11 @@ class Hallo3Pipeline(DiffusionPipeline):
     def _vae_encode(self, frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Pixel frames ``[F, 3, H, W]`` in [−1, 1] → sampled, scaled latent ``[1, f, 16, h, w]``."""
         pixels = frames.permute(1, 0, 2, 3)[None].to(device=self._execution_device, dtype=self.vae.dtype)
-        posterior = self.vae.encode(pixels).latent_dist
+        tiling, self.vae.use_tiling = self.vae.use_tiling, False  # 1–3 frames: tiling is for the 49-frame decode
+        try:
+            posterior = self.vae.encode(pixels).latent_dist
+        finally:
+            self.vae.use_tiling = tiling
         latent = posterior.sample(generator=generator) * self.vae.config.scaling_factor
         return latent.permute(0, 2, 1, 3, 4).float()
 
@@ -505,8 +509,9 @@ class Hallo3Pipeline(DiffusionPipeline):
             )
             latents = self.denoise_clip(cond, latent_frames, config, generator)
             decoded = self.decode_latents(latents)
-            if decoded.shape[0] != config.clip_frames:
-                raise ValueError(f"the VAE decoded {decoded.shape[0]} frames, expected {config.clip_frames}")
+            expected_shape = (config.clip_frames, 3, config.height, config.width)
+            if tuple(decoded.shape) != expected_shape:  # e.g. diffusers' tiled decode at a size it does not tile
+                raise ValueError(f"the VAE decoded {tuple(decoded.shape)}, expected {expected_shape}")
             kept.append(decoded[config.motion_frames :].cpu())
             motion = decoded[-config.motion_frames :].clamp(-1.0, 1.0)
 

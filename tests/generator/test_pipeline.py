@@ -336,11 +336,17 @@ def test_release_text_encoder_keeps_the_encoded_prompt(tmp_path: Path, analyser:
 def test_bfloat16_with_vae_slicing_runs_one_clip(tmp_path: Path, analyser: Any, portrait: np.ndarray) -> None:
     pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser)
     pipe.apply_memory_config(MemoryConfig(dtype="bfloat16", vae_slicing=True, release_text_encoder=True))
+    assert pipe.vae.use_slicing
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
     out = pipe(portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(num_inference_steps=1))
     assert out.frames.shape == (25, 32, 32, 3) and out.config["clips"] == 1
     assert out.config["memory"]["dtype"] == "bfloat16" and pipe.text_encoder is None
     assert out.frames.std() > 0
+    # a decode of the wrong size (diffusers' tiled decode mis-sizes frames at tiny geometries) is refused, not cropped
+    decode = pipe.decode_latents
+    pipe.decode_latents = lambda latents: decode(latents)[:, :, :-8]
+    with pytest.raises(ValueError, match="the VAE decoded"):
+        pipe(portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(num_inference_steps=1))
 
 
 def test_pipeline_step_reproduces_the_official_sampler_step(
