@@ -98,10 +98,11 @@ def measure_candidate(
 
     if want & set(LIPSYNC):
         _guard(out, LIPSYNC, "syncnet_python protocol", lambda: _lipsync(out, frames, fps, audio, sample_rate))
+    track: list[Any] = []  # one face track serves identity and AV-sync (detection is their main cost)
     if want & set(IDENTITY):
-        _guard(out, IDENTITY, "identity similarity", lambda: _identity(out, frames, fps, reference_rgb))
+        _guard(out, IDENTITY, "identity similarity", lambda: _identity(out, frames, reference_rgb, track))
     if want & set(AVSYNC):
-        _guard(out, AVSYNC, "offline AV-sync", lambda: _avsync(out, frames, fps, audio, sample_rate))
+        _guard(out, AVSYNC, "offline AV-sync", lambda: _avsync(out, frames, fps, audio, sample_rate, track))
     if "fvd" in want:
         _guard(out, FVD, "FVD (I3D)", lambda: _fvd(out, frames, fvd_reference))
     return out
@@ -123,20 +124,28 @@ def _lipsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
         out.series_labels["sync_c"] = "SyncNet confidence per frame (25 fps timeline, medfilt 9)"
 
 
-def _identity(out: MeasureOutcome, frames, fps, reference_rgb) -> None:
+def _face_track(out: MeasureOutcome, frames, track: list[Any]) -> Any:
+    from metrics.faces import FaceDetector
+
+    if not track:
+        track.append(FaceDetector(_use(out, "dlib_landmarks_68")).track(frames))
+    return track[0]
+
+
+def _identity(out: MeasureOutcome, frames, reference_rgb, track: list[Any]) -> None:
     from metrics.identity import FaceNetBackend, measure_identity
 
     if reference_rgb is None:
         out.add(Measurement.not_measured(n, "not measured: no reference portrait given", "identity") for n in IDENTITY)
         return
     backend = FaceNetBackend(_use(out, "dlib_landmarks_68"), _use(out, "facenet"))
-    res = measure_identity(reference_rgb, frames, backend)
+    res = measure_identity(reference_rgb, frames, backend, track=_face_track(out, frames, track))
     out.add(res.measurements())
     out.series["identity_mean"] = _series(res.cosine)
     out.series_labels["identity_mean"] = f"cosine similarity to the reference portrait ({res.backend}), per frame"
 
 
-def _avsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
+def _avsync(out: MeasureOutcome, frames, fps, audio, sample_rate, track: list[Any]) -> None:
     from metrics.avsync import measure_avsync
 
     if audio is None or not sample_rate:
@@ -144,7 +153,7 @@ def _avsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
             Measurement.not_measured(n, "not measured: the clip has no audio track", "offline AV-sync") for n in AVSYNC
         )
         return
-    res = measure_avsync(frames, fps, audio, sample_rate, landmarks_68=_use(out, "dlib_landmarks_68"))
+    res = measure_avsync(frames, fps, audio, sample_rate, track=_face_track(out, frames, track))
     out.add(res.measurements())
 
 

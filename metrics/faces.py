@@ -33,6 +33,8 @@ class FaceDetectorConfig:
     fallback_max_side: int = 1000  # ... and again at this size where the first pass found nothing
     upsample: int = 1  # dlib pyramid upsampling on that copy (finds faces down to ~40 px on that copy)
     min_score: float = 0.0  # dlib's default threshold: a confident face
+    score_margin: float = 1.0  # "largest face" among confident faces scoring within this of the frame's best one:
+    # HOG fires weakly on face-like textures (the astronaut's mission patch scores 0.06-0.15 next to her face's 1.58)
     weak_score: float = -0.5  # weaker candidates, accepted only with temporal support
     support_frames: int = 25  # a weak face needs a confident one within this many frames (1 s at 25 fps)
     support_iou: float = 0.5  # ... overlapping it this much
@@ -135,10 +137,20 @@ class FaceDetector:
         shape = self._predictor(np.ascontiguousarray(frame), rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
+    def _plausible(
+        self, cands: list[tuple[tuple[float, float, float, float], float]]
+    ) -> list[tuple[tuple[float, float, float, float], float]]:
+        """Confident candidates that score within ``score_margin`` of the best one in the frame."""
+        confident = [c for c in cands if c[1] >= self.config.min_score]
+        if not confident:
+            return []
+        best = max(c[1] for c in confident)
+        return [c for c in confident if c[1] >= best - self.config.score_margin]
+
     def detect_image(self, image: np.ndarray) -> Face | None:
         """The largest confident face of one RGB image (no temporal support for a single image)."""
         frame = as_rgb_frames(np.asarray(image)[None], "image")[0]
-        confident = [c for c in self.candidates(frame) if c[1] >= self.config.min_score]
+        confident = self._plausible(self.candidates(frame))
         if not confident:
             return None
         box, score = max(confident, key=lambda c: _area(c[0]))
@@ -151,7 +163,7 @@ class FaceDetector:
         cands = [self.candidates(f) for f in arr]
         chosen: list[tuple[tuple[float, float, float, float], float, bool] | None] = []
         for cs in cands:
-            confident = [c for c in cs if c[1] >= self.config.min_score]
+            confident = self._plausible(cs)
             chosen.append((*max(confident, key=lambda c: _area(c[0])), False) if confident else None)
         anchors = [i for i, c in enumerate(chosen) if c is not None]
         for i, cs in enumerate(cands):

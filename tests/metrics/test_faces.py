@@ -109,3 +109,16 @@ def test_small_face_in_large_frame_found_by_the_fallback_pass(detector, portrait
     face = detector.detect_image(frame)  # ... found at 1000 px
     assert face is not None
     assert 1500 <= face.box[0] < face.box[2] <= 1700 and 600 <= face.box[1] < face.box[3] <= 800
+
+
+def test_face_like_texture_is_not_taken_for_the_face():
+    """HOG fires weakly on the astronaut's round mission patch, which is larger than her face; the face must win."""
+    from skimage import data
+
+    from gate import weights
+
+    det = FaceDetector(weights.require("dlib_landmarks_68"))
+    face = det.detect_image(data.astronaut())
+    assert face is not None
+    left, top, right, _bottom = face.box
+    assert top < 200 and 150 < (left + right) / 2 < 300, face.box  # the head, not the patch at y > 330
