@@ -65,7 +65,7 @@ def bench_size(name: str, sizes: Sizes, steps: int, repeats: int) -> dict[str, f
 
     step = best_of(lambda: pipe.denoise_step(x, x, 1, timesteps, cond, 3.5, g), repeats)
     bank = best_of(lambda: compute_banks(pipe.ref_net, ref_latent), repeats)
-    config = tiny_generation(num_inference_steps=steps, height=sizes.height, width=sizes.width)
+    config = tiny_generation(sizes, num_inference_steps=steps)
     motion = torch.zeros(2, 3, sizes.height, sizes.width)
     reference = torch.zeros(3, sizes.height, sizes.width)
 

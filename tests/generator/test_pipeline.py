@@ -16,7 +16,7 @@ from generator import pipeline as pipeline_module
 from generator.audio import AudioConfig, AudioEncoder, clip_audio_windows
 from generator.output import GenerationOutput
 from generator.pipeline import ClipConditions, Hallo3Pipeline, MemoryConfig, PromptTruncatedWarning
-from generator.tiny import TINY_AUDIO_HIDDEN, TINY_AUDIO_LAYERS, build_tiny_pipeline, tiny_generation
+from generator.tiny import TINY, TINY_AUDIO_HIDDEN, TINY_AUDIO_LAYERS, build_tiny_pipeline, tiny_generation
 from reports.errors import InputError, UsageError
 
 RATE = 16_000
@@ -50,7 +50,7 @@ def analyser() -> Any:
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory: pytest.TempPathFactory, analyser: Any) -> Hallo3Pipeline:
-    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny"), seed=0, face_analyser=analyser)
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny"), seed=0, face_analyser=analyser, sizes=TINY)
 
 
 @dataclass
@@ -83,7 +83,7 @@ def run(pipe: Hallo3Pipeline, image: Any, audio: np.ndarray, monkeypatch: pytest
         monkeypatch.setattr(pipe, "_vae_encode", spy_encode)
         monkeypatch.setattr(pipe, "decode_latents", spy_decode)
     try:
-        kw.setdefault("config", tiny_generation())
+        kw.setdefault("config", tiny_generation(TINY))
         out = pipe(image, audio, RATE, **kw)
     finally:
         pipe.transformer_calls.remove(recorder)
@@ -203,7 +203,7 @@ def test_reference_banks_computed_once_and_equal_to_recomputing(
         speech_like(2.4, seed=1),
         prompt=PROMPT,
         seed=3,
-        config=tiny_generation(cache_reference_banks=False),
+        config=tiny_generation(TINY, cache_reference_banks=False),
     )
     assert len(calls) == 2  # the official behaviour: once per clip
     np.testing.assert_array_equal(recomputed.frames, first_run[0].frames)
@@ -287,27 +287,27 @@ def test_bad_inputs_are_clear_errors(pipe: Hallo3Pipeline, portrait: np.ndarray,
     fake = tmp_path / "portrait.jpg"
     fake.write_bytes(b"RIFF....WAVEfmt definitely not an image")
     with pytest.raises(InputError, match="readable image file") as caught:
-        pipe(fake, audio, RATE, config=tiny_generation())
+        pipe(fake, audio, RATE, config=tiny_generation(TINY))
     assert str(fake) in str(caught.value)
     with pytest.raises(InputError, match="must show a face"):
-        pipe(np.full((96, 96, 3), 120, np.uint8), audio, RATE, config=tiny_generation())
+        pipe(np.full((96, 96, 3), 120, np.uint8), audio, RATE, config=tiny_generation(TINY))
     with pytest.raises(InputError, match="silent"):
-        pipe(portrait, np.zeros(RATE, np.float32), RATE, config=tiny_generation())
+        pipe(portrait, np.zeros(RATE, np.float32), RATE, config=tiny_generation(TINY))
     with pytest.raises(InputError, match="empty"):
-        pipe(portrait, np.zeros(0, np.float32), RATE, config=tiny_generation())
+        pipe(portrait, np.zeros(0, np.float32), RATE, config=tiny_generation(TINY))
     short = AudioEncoder(pipe.audio_encoder.wav2vec, None, AudioConfig(max_seconds=0.5))
     limited = Hallo3Pipeline(**{**pipe.components, "audio_encoder": short})
     with pytest.raises(InputError, match=r"at most 0.5 s") as caught:
-        limited(portrait, audio, RATE, config=tiny_generation())
+        limited(portrait, audio, RATE, config=tiny_generation(TINY))
     assert "1.00 s" in str(caught.value)
     with pytest.raises(UsageError, match="guidance"):
-        pipe(portrait, audio, RATE, config=tiny_generation(guidance_scale=0.5))
+        pipe(portrait, audio, RATE, config=tiny_generation(TINY, guidance_scale=0.5))
     with pytest.raises(UsageError, match="multiples of 16"):
-        pipe(portrait, audio, RATE, config=tiny_generation(height=40))
+        pipe(portrait, audio, RATE, config=tiny_generation(TINY, height=40))
     with pytest.raises(UsageError, match="learned position grid"):
-        pipe(portrait, audio, RATE, config=tiny_generation(height=48))
+        pipe(portrait, audio, RATE, config=tiny_generation(TINY, height=48))
     with pytest.raises(UsageError, match="clips must have 49 frames"):
-        pipe(portrait, audio, RATE, config=tiny_generation(clip_frames=45))
+        pipe(portrait, audio, RATE, config=tiny_generation(TINY, clip_frames=45))
     with pytest.raises(UsageError, match="accelerator"):
         pipe.apply_memory_config(MemoryConfig(cpu_offload=True))
 
@@ -323,7 +323,7 @@ def test_long_prompt_is_truncated_with_a_warning(pipe: Hallo3Pipeline) -> None:
 
 
 def test_release_text_encoder_keeps_the_encoded_prompt(tmp_path: Path, analyser: Any) -> None:
-    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser)
+    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser, sizes=TINY)
     first = pipe.encode_prompt("a teacher explains the lesson", torch.device("cpu"), torch.float32)
     pipe.release_text_encoder()
     assert pipe.text_encoder is None
@@ -334,11 +334,13 @@ def test_release_text_encoder_keeps_the_encoded_prompt(tmp_path: Path, analyser:
 
 
 def test_bfloat16_with_vae_slicing_runs_one_clip(tmp_path: Path, analyser: Any, portrait: np.ndarray) -> None:
-    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser)
+    pipe = build_tiny_pipeline(tmp_path, seed=0, face_analyser=analyser, sizes=TINY)
     pipe.apply_memory_config(MemoryConfig(dtype="bfloat16", vae_slicing=True, release_text_encoder=True))
     assert pipe.vae.use_slicing
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
-    out = pipe(portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(num_inference_steps=1))
+    out = pipe(
+        portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(TINY, num_inference_steps=1)
+    )
     assert out.frames.shape == (25, 32, 32, 3) and out.config["clips"] == 1
     assert out.config["memory"]["dtype"] == "bfloat16" and pipe.text_encoder is None
     assert out.frames.std() > 0
@@ -346,7 +348,9 @@ def test_bfloat16_with_vae_slicing_runs_one_clip(tmp_path: Path, analyser: Any, 
     decode = pipe.decode_latents
     pipe.decode_latents = lambda latents: decode(latents)[:, :, :-8]
     with pytest.raises(ValueError, match="the VAE decoded"):
-        pipe(portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(num_inference_steps=1))
+        pipe(
+            portrait, speech_like(1.0, seed=6), RATE, prompt=PROMPT, config=tiny_generation(TINY, num_inference_steps=1)
+        )
 
 
 def test_pipeline_step_reproduces_the_official_sampler_step(
@@ -409,7 +413,7 @@ def test_full_pipeline_loads_from_weight_folders(
     weights = Hallo3Weights(tmp_path / "hallo3", tmp_path / "vae", tmp_path / "t5", tmp_path / "wav2vec")
     loaded = load_pipeline(weights, dtype=torch.float32, face_analyser=analyser)
     loaded.set_progress_bar_config(disable=True)
-    config = tiny_generation(num_inference_steps=1)
+    config = tiny_generation(TINY, num_inference_steps=1)
     audio = speech_like(0.8, seed=9)
     expected = pipe(portrait, audio, RATE, prompt=PROMPT, config=config, seed=2).frames
     np.testing.assert_array_equal(loaded(portrait, audio, RATE, prompt=PROMPT, config=config, seed=2).frames, expected)
