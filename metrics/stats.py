@@ -40,9 +40,11 @@ class BootstrapCI:
     n_boot: int
     seed: int
     method: str = "percentile bootstrap"
+    bias: float = 0.0  # mean of the resampled statistics minus the estimate (reported; 0 when not estimated)
 
     def to_dict(self) -> dict[str, float | int | str]:
         return {
+            "bias": self.bias,
             "estimate": self.estimate,
             "low": self.low,
             "high": self.high,
