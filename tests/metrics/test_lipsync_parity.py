@@ -7,6 +7,7 @@ PNG bytes under ``.jpg`` names: identical decoded arrays, no JPEG loss on either
 
 from __future__ import annotations
 
+import json
 import types
 import zipfile
 from pathlib import Path
@@ -281,5 +282,6 @@ def test_whole_pipeline_equals_reference_chain(tmp_path, syncnet_file, ref_syncn
     assert rows["sync_c"].value == pytest.approx(conf, abs=1e-3)
     assert rows["sync_d"].value == pytest.approx(dist, abs=1e-3)
     assert rows["sync_offset"].value == offset
+    assert json.loads(json.dumps([m.to_dict() for m in rows.values()]))[0]["details"]["tracks"][0]["offset"] == offset
     series = result.framewise_confidence
     assert series.shape == (18,) and np.isfinite(series[2 : 2 + 13]).all() and np.isnan(series[:2]).all()
