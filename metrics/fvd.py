@@ -37,8 +37,10 @@ from metrics.measurement import Measurement
 from metrics.stats import (
     BootstrapCI,
     MeanCovAccumulator,
-    frechet_distance,
     frechet_distance_from_samples,
+)
+from metrics.stats import (
+    frechet_distance as gaussian_frechet_distance,
 )
 from reports.atomic import atomic_path
 from reports.errors import InputError
@@ -309,7 +311,7 @@ class FVDState:
         return self.acc.mean(), self.acc.cov()
 
 
-def frechet_distance_states(state_a: FVDState, state_b: FVDState) -> float:
+def frechet_distance(state_a: FVDState, state_b: FVDState) -> float:
     """FVD between two states of the same protocol (each needs at least one sample)."""
     if state_a.protocol != state_b.protocol:
         raise InputError(
@@ -321,7 +323,10 @@ def frechet_distance_states(state_a: FVDState, state_b: FVDState) -> float:
         return frechet_distance_from_samples(state_a.features, state_b.features)
     mu_a, cov_a = state_a.mean_cov()
     mu_b, cov_b = state_b.mean_cov()
-    return frechet_distance(mu_a, cov_a, mu_b, cov_b)
+    return gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b)
+
+
+frechet_distance_states = frechet_distance
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -403,7 +408,7 @@ def bootstrap_fvd(
             picks.append(np.concatenate([rows[i] for i in chosen]))
         boots[b] = frechet_distance_from_samples(state_a.features[picks[0]], state_b.features[picks[1]])
     alpha = (1.0 - level) / 2.0
-    estimate = frechet_distance_states(state_a, state_b)
+    estimate = frechet_distance(state_a, state_b)
     bias = float(boots.mean()) - estimate
     low, high = np.quantile(boots, [alpha, 1.0 - alpha]) - bias
     n = min(len(g) for g in groups)
@@ -437,7 +442,7 @@ def compute_fvd(
                 f"than {CLIP_FRAMES} frames skipped); FVD needs at least {MIN_SAMPLES}"
             )
             return FVDResult(None, protocol, sizes, videos, reason=reason)
-    value = frechet_distance_states(generated, reference)
+    value = frechet_distance(generated, reference)
     ci, ci_reason = None, None
     if n_boot > 0:
         if generated.features is None or reference.features is None:

@@ -22,7 +22,7 @@ from metrics.fvd import (
     FVDState,
     I3DFeatures,
     compute_fvd,
-    frechet_distance_states,
+    frechet_distance,
     measure_video_fvd,
     preprocess_clip,
     select_clips,
@@ -88,7 +88,7 @@ def test_clip_selection_per_protocol():
 
 def test_fvd_of_a_set_against_itself_is_zero():
     state = FVDState().add_features(_features(0, 30))
-    assert abs(frechet_distance_states(state, state)) < 1e-6
+    assert abs(frechet_distance(state, state)) < 1e-6
     copy = FVDState().add_features(_features(0, 30))
     assert abs(compute_fvd(copy, state).value) < 1e-6
     assert compute_fvd(FVDState().add_features(_features(1, 30, shift=0.5)), state).value > 1.0
@@ -104,12 +104,12 @@ def test_merging_half_states_equals_one_pass(tmp_path):
     np.testing.assert_array_equal(halves.features, whole.features)
     np.testing.assert_array_equal(halves.video_ids, whole.video_ids)
     other = FVDState().add_features(feats_b)
-    assert frechet_distance_states(halves, other) == pytest.approx(frechet_distance_states(whole, other), abs=1e-9)
+    assert frechet_distance(halves, other) == pytest.approx(frechet_distance(whole, other), abs=1e-9)
     # Round trip through disk (another machine's state) changes nothing.
     back = FVDState.load(halves.save(tmp_path / "half.npz"))
     assert back.protocol == halves.protocol and back.count == 41
     np.testing.assert_array_equal(back.acc.sum_outer, halves.acc.sum_outer)
-    assert frechet_distance_states(back, other) == frechet_distance_states(halves, other)
+    assert frechet_distance(back, other) == frechet_distance(halves, other)
 
 
 def test_update_with_videos_counts_skips_and_merges(tmp_path):
