@@ -21,7 +21,6 @@ Frames are run through the network in batches (same result per frame as one at a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -29,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reports.errors import InputError, MeasurementError
+from metrics.state_dict import load_state_dict_checked
+from reports.errors import MeasurementError
 
 #: Per-channel means in the order the network sees the channels (R, G, B).
 RGB_MEAN = np.array([123.0, 117.0, 104.0], dtype=np.float32)
@@ -161,32 +161,6 @@ def load_s3fd(path: Path, device: str = "cpu") -> S3FDNet:
     net = S3FDNet()
     load_state_dict_checked(net, path)
     return net.to(device).eval()
-
-
-def load_state_dict_checked(net: nn.Module, path: Path) -> None:
-    """Load a state dict file into ``net`` (weights_only), naming the file and the first mismatch on error.
-
-    BatchNorm ``num_batches_tracked`` counters are optional: files written by torch < 0.4.1 (such as the Oxford
-    ``syncnet_v2.model``) do not carry them, and they play no part in inference.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable, truncated, or a pickle that is not plain tensors
-        raise InputError(str(path), "a torch.save state dict loadable with weights_only=True", repr(exc)[:200]) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(str(path), "a state dict (name -> tensor)", type(state).__name__)
-    expected = net.state_dict()
-    required = {k for k in expected if not k.endswith("num_batches_tracked")}
-    missing = sorted(required - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    if missing or unexpected:
-        raise InputError(
-            str(path), "the state dict keys of this network", f"missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise InputError(str(path), f"{key} of shape {tuple(expected[key].shape)}", tuple(tensor.shape))
-    net.load_state_dict(state, strict=False)
 
 
 def anchor_boxes(image_hw: tuple[int, int], map_sizes: list[tuple[int, int]]) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from scipy import signal
 from torch import nn
 
-from metrics.s3fd import load_state_dict_checked
+from metrics.state_dict import load_state_dict_checked
 from reports.errors import MeasurementError
 
 SAMPLE_RATE = 16000

@@ -169,3 +169,16 @@ def test_numpy_scalar_rates_are_accepted(weights):
     _assert_not_measured(result, "silent")
     with pytest.raises(InputError):
         _measure(_clip(), _speech(2.4), weights, sample_rate=True)
+
+
+class _NotATensor:
+    pass
+
+
+def test_weights_with_arbitrary_pickled_objects_are_refused(tmp_path, weights):
+    import torch
+
+    bad = tmp_path / "sfd_face.pth"
+    torch.save({"vgg.0.weight": _NotATensor()}, bad, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputError, match="weights_only=True"):
+        measure_lipsync(_clip(), 25.0, _speech(2.4), 16000, syncnet_weights=weights["syncnet"], s3fd_weights=bad)
