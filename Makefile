@@ -37,9 +37,12 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# One BLAS/OpenMP thread per pytest worker: two workers on two cores, no oversubscription.
+THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(THREADS) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks
