@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import json
 import wave
 from pathlib import Path
 
@@ -16,17 +19,24 @@ from PIL import Image
 
 from gate import media
 from gate.cli import main
+from gate.ledger import Ledger
+from gate.stamp import VerificationFailed, sign_and_verify
+from provenance import watermark
 from provenance.keys import (
     DEV_INTERMEDIATE_CERT,
     DEV_INTERMEDIATE_KEY,
+    DEV_ROOT_CERT,
     ENV_SIGN_CHAIN,
     ENV_SIGN_KEY,
+    SignerConfig,
     init_dev_keys,
     leaf_cert,
+    load_signer,
 )
 from reports.errors import ExitCode
 
-FRAMES, SIZE, FPS = 16, 256, 25.0  # 16 frames: each of the 4 payload segments in one 4-frame group
+STAMP_CRF = 18  # the default: what users get
+FRAMES, SIZE, FPS = 48, 256, 25.0  # 16 intro frames + four 8-frame segment runs: every segment decoded twice+
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +68,86 @@ def inputs(work, portraits) -> dict[str, Path]:
         "portrait": portrait,
         "wav": wav,
     }
+
+
+@pytest.fixture(scope="module")
+def stamped(work, keys_dir, inputs):
+    """`hallo3-gate stamp` run through the CLI with the development keys; returns its JSON result."""
+    out = work / "out" / "stamped.mp4"
+    with pytest.MonkeyPatch.context() as env:
+        for var in (ENV_SIGN_CHAIN, ENV_SIGN_KEY, "HALLO3_GATE_TRUST_ANCHORS", "HALLO3_GATE_TSA_URL"):
+            env.delenv(var, raising=False)
+        env.setenv("HALLO3_GATE_KEYS_DIR", str(keys_dir))
+        args = ["stamp", str(inputs["video"]), str(out), "--portrait", str(inputs["portrait"])]
+        args += ["--audio", str(inputs["wav"]), "--crf", str(STAMP_CRF), "--json"]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(args) == 0
+    result = json.loads(buf.getvalue())
+    result["path"] = Path(result["path"])
+    return result
+
+
+def test_stamp_output_is_signed_watermarked_and_verified(stamped):
+    out = stamped["path"]
+    assert out.exists() and sorted(p.name for p in out.parent.iterdir()) == ["stamped.mp4"]
+    report = stamped["verify"]
+    assert report["verified"] and report["manifest"]["state"] == "Trusted"  # the dev root anchors its own keys
+    assert report["watermark"]["payload"] == stamped["payload"] == report["manifest"]["soft_binding"]["payload"]
+    assert report["manifest"]["soft_binding"]["alg"] == watermark.METHOD
+    assert report["manifest"]["assertions"]["org.hallo3-gate.results"]["decision"] == "not-gated"
+    assert [i["title"] for i in report["manifest"]["ingredients"]] == ["portrait.png", "speech.wav"]
+    assert stamped["sign"]["development_key"] is True
+    clip = media.read_video(out, require_audio=True)
+    assert clip.frames.shape[0] == FRAMES and clip.audio is not None
+
+
+def test_verify_cli_on_the_stamped_file(stamped, keys_dir, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HALLO3_GATE_LEDGER", str(tmp_path / "none.sqlite"))
+    assert main(["verify", str(stamped["path"]), "--trust", str(keys_dir / DEV_ROOT_CERT)]) == 0
+    tree = capsys.readouterr().out
+    for shown in ("VERIFIED", "manifest Trusted", "ingredients", "portrait.png", "speech.wav", "all notAllowed",
+                  "c2pa.created (trainedAlgorithmicMedia), c2pa.watermarked", stamped["payload"],
+                  "watermark agrees with manifest: yes"):  # fmt: skip
+        assert shown in tree, shown
+    assert "NOT VERIFIED" not in tree
+
+
+def test_stripped_copy_is_traced_to_its_ledger_record_by_the_watermark(stamped, tmp_path, capsys, monkeypatch):
+    ledger_path = tmp_path / "ledger.sqlite"
+    monkeypatch.setenv("HALLO3_GATE_LEDGER", str(ledger_path))
+    Ledger(ledger_path).append(
+        run_id="run-42",
+        created_at="2026-11-23T00:00:00+00:00",
+        decision="released",
+        output_path=str(stamped["path"]),
+        output_sha256="0" * 64,
+        payload_hex=stamped["payload"],
+        record_json=json.dumps({"run_id": "run-42"}),
+    )
+    stripped = media.remux(stamped["path"], tmp_path / "stripped.mp4")
+    assert main(["verify", str(stripped), "--json"]) == ExitCode.PROVENANCE
+    data = json.loads(capsys.readouterr().out)
+    assert data["manifest"]["state"] is None and data["agreement"] is None and not data["verified"]
+    assert data["watermark"]["payload"] == stamped["payload"]
+    assert data["record"]["run_id"] == "run-42" and data["record"]["record"] == {"run_id": "run-42"}
+
+
+def test_sign_and_verify_refuses_a_payload_the_frames_do_not_carry(stamped, keys_dir, inputs, tmp_path):
+    signer = load_signer(SignerConfig.development_keys(keys_dir))
+    stripped = media.remux(stamped["path"], tmp_path / "unsigned.mp4")  # frames carry stamped["payload"]
+    other = bytes(b ^ 0xFF for b in bytes.fromhex(stamped["payload"]))
+    with pytest.raises(VerificationFailed, match="differs from the manifest") as err:
+        sign_and_verify(
+            stripped,
+            signer=signer,
+            portrait=inputs["portrait"],
+            audio_path=inputs["wav"],
+            payload=other,
+            gate_results=None,
+            trust_anchors_pem=None,
+        )
+    assert err.value.report.manifest.state == "Valid" and err.value.report.agreement is False
 
 
 # --- the stamp command: bad input and bad credentials give one line, a distinct code, and no output ---------------
