@@ -67,7 +67,7 @@ MID = Sizes(
     face_dim=64,
     vae_channels=16,
 )
-DEMO = replace(TINY, height=256, width=384)
+DEMO = replace(TINY, height=256, width=384, vae_channels=4)
 """The default of ``build_tiny_pipeline``/``tiny_generation``: big enough for the watermark and the metrics."""
 TINY_AUDIO_LAYERS = TINY.audio_layers
 TINY_AUDIO_HIDDEN = TINY.audio_hidden
