@@ -1,13 +1,16 @@
 """Assemble the full-size Hallo3 pipeline from explicit weight paths (dependency injection: ``gate.weights`` decides
 where the files are; this module only loads them).
 
-Two layouts:
+Two directory layouts (``load_directory`` tells them apart; ``Hallo3Pipeline.from_directory`` calls it):
 
-* ``Hallo3Weights`` — converted diffusers folders: ``converted_dir`` as written by ``generator.convert.save_converted``
+* converted (``save_directory`` writes it): ``transformer/``, ``reference_net/`` (diffusers folders, safetensors),
+  ``vae/`` (diffusers folder), ``text_encoder/`` (T5 encoder + tokenizer files), ``audio_encoder/`` (wav2vec2 +
+  ``preprocessor_config.json``), optionally ``face_analysis/`` (an insightface pack);
+* the official ``pretrained_models/`` release (``hallo3/``, …), converted while loading (``load_official_pipeline``).
+
+Explicit paths instead of a directory: ``Hallo3Weights``, with converted diffusers folders: ``converted_dir`` as written by ``generator.convert.save_converted``
   (``transformer/`` + ``reference_net/``), a VAE (diffusers folder with ``config.json``, or the official ``3d-vae.pt``),
   the T5 v1.1 XXL folder (encoder weights + tokenizer files), the wav2vec2-base-960h folder, an insightface pack;
-* ``load_official_pipeline`` — the official ``pretrained_models/`` release, converted on the fly
-  (``generator.convert.from_official``).
 """
 
 from __future__ import annotations
@@ -167,3 +170,52 @@ def load_official_pipeline(
         audio_config,
         separator,
     )
+
+
+def default_dtype() -> torch.dtype:
+    """bf16 on a GPU (as the official inference), float32 on a CPU (bf16 convolutions are slow there)."""
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def save_directory(pipe: Hallo3Pipeline, root: str | Path) -> Path:
+    """Write the converted layout ``load_directory`` reads (safetensors everywhere; no face pack)."""
+    root = Path(root)
+    pipe.transformer.save_pretrained(root / "transformer", safe_serialization=True)
+    pipe.ref_net.save_pretrained(root / "reference_net", safe_serialization=True)
+    pipe.vae.save_pretrained(root / "vae", safe_serialization=True)
+    if pipe.text_encoder is None:
+        raise UsageError("text_encoder", "cannot save a pipeline whose text encoder was released", "released")
+    pipe.text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
+    pipe.tokenizer.save_pretrained(root / "text_encoder")
+    pipe.audio_encoder.wav2vec.save_pretrained(root / "audio_encoder", safe_serialization=True)
+    pipe.audio_encoder.feature_extractor.save_pretrained(root / "audio_encoder")
+    return root
+
+
+def load_directory(
+    root: str | Path,
+    dtype: torch.dtype | None = None,
+    face_analyser: FaceAnalyser | None = None,
+    audio_config: AudioConfig | None = None,
+    separator: Separator | None = None,
+) -> Hallo3Pipeline:
+    """A converted directory (``save_directory``) or the official release folder, told apart by their contents."""
+    root = Path(root)
+    dtype = dtype or default_dtype()
+    if (root / "hallo3").is_dir():
+        return load_official_pipeline(root, dtype, face_analyser, audio_config, separator)
+    if not (root / "transformer").is_dir():
+        raise UsageError(
+            str(root),
+            "weights directory must be the official release (hallo3/, …) or a converted one (transformer/, …)",
+            "neither layout",
+        )
+    face_pack = root / "face_analysis"
+    weights = Hallo3Weights(
+        converted_dir=root,
+        vae=root / "vae",
+        t5_dir=root / "text_encoder",
+        wav2vec_dir=root / "audio_encoder",
+        face_pack=face_pack if face_pack.is_dir() else None,
+    )
+    return load_pipeline(weights, dtype, face_analyser, audio_config, separator)

@@ -183,6 +183,20 @@ class Hallo3Pipeline(DiffusionPipeline):
         self._text_encoder_config = _plain(text_encoder.config.to_dict()) if text_encoder is not None else None
         self.transformer_calls: list[Callable[[dict[str, Any]], None]] = []  # observers (tests, profiling)
 
+    @classmethod
+    def from_directory(
+        cls,
+        root: str | Path,
+        dtype: torch.dtype | None = None,
+        face_analyser: FaceAnalyser | None = None,
+        **kwargs: Any,
+    ) -> Hallo3Pipeline:
+        """Load every component from a weights directory: converted (``generator.loading.save_directory``) or the
+        official release layout. ``dtype`` defaults to bf16 on a GPU, float32 on a CPU."""
+        from generator.loading import load_directory
+
+        return load_directory(root, dtype, face_analyser, **kwargs)
+
     # ------------------------------------------------------------------ memory modes
     def apply_memory_config(self, memory: MemoryConfig, device: str | torch.device | None = None) -> None:
         """Cast to ``memory.dtype``, then VAE tiling/slicing, then model CPU offload (accelerator only) or ``.to``."""

@@ -395,27 +395,24 @@ def test_pipeline_step_reproduces_the_official_sampler_step(
     assert (x_next - io["step.x_next"]).abs().max().item() <= 1e-5
 
 
-def test_full_pipeline_loads_from_weight_folders(
+def test_full_pipeline_loads_from_a_weights_directory(
     pipe: Hallo3Pipeline, portrait: np.ndarray, analyser: Any, tmp_path: Path
 ) -> None:
     """The loading code for real weights, run on the tiny components saved in the real on-disk formats."""
-    from transformers import Wav2Vec2FeatureExtractor
+    from generator.loading import Hallo3Weights, load_pipeline, save_directory
 
-    from generator.loading import Hallo3Weights, load_pipeline
-
-    pipe.transformer.save_pretrained(tmp_path / "hallo3" / "transformer")
-    pipe.ref_net.save_pretrained(tmp_path / "hallo3" / "reference_net")
-    pipe.vae.save_pretrained(tmp_path / "vae")
-    pipe.text_encoder.save_pretrained(tmp_path / "t5")
-    pipe.tokenizer.save_pretrained(tmp_path / "t5")
-    pipe.audio_encoder.wav2vec.save_pretrained(tmp_path / "wav2vec")
-    Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(tmp_path / "wav2vec")
-    weights = Hallo3Weights(tmp_path / "hallo3", tmp_path / "vae", tmp_path / "t5", tmp_path / "wav2vec")
-    loaded = load_pipeline(weights, dtype=torch.float32, face_analyser=analyser)
+    root = save_directory(pipe, tmp_path / "converted")
+    assert sorted(p.name for p in root.iterdir()) == [
+        "audio_encoder", "reference_net", "text_encoder", "transformer", "vae",
+    ]  # fmt: skip
+    loaded = Hallo3Pipeline.from_directory(root, face_analyser=analyser)
     loaded.set_progress_bar_config(disable=True)
+    assert loaded.transformer.dtype == torch.float32  # CPU default
     config = tiny_generation(TINY, num_inference_steps=1)
     audio = speech_like(0.8, seed=9)
     expected = pipe(portrait, audio, RATE, prompt=PROMPT, config=config, seed=2).frames
     np.testing.assert_array_equal(loaded(portrait, audio, RATE, prompt=PROMPT, config=config, seed=2).frames, expected)
     with pytest.raises(UsageError, match="T5 folder must exist"):
-        load_pipeline(Hallo3Weights(tmp_path / "hallo3", tmp_path / "vae", tmp_path / "nope", tmp_path / "wav2vec"))
+        load_pipeline(Hallo3Weights(root, root / "vae", tmp_path / "nope", root / "audio_encoder"))
+    with pytest.raises(UsageError, match="neither layout"):
+        Hallo3Pipeline.from_directory(tmp_path)
