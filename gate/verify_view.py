@@ -63,7 +63,7 @@ def verify_tree(report: VerifyReport) -> Tree:
 def _manifest_branch(root: Tree, report: VerifyReport) -> None:
     m = report.manifest
     if not m.present:
-        root.add("[red]no C2PA manifest[/]")
+        root.add("[red]no C2PA manifest[/]" + (f" [dim]({escape(m.note)})[/]" if m.note else ""))
         return
     style = _STATE_STYLE.get(m.state or "", "red")
     node = root.add(f"manifest [{style}]{m.state}[/] {escape(str(m.active_label))}")

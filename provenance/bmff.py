@@ -79,6 +79,16 @@ def top_level_boxes(path: str | os.PathLike[str]) -> list[Box]:
     return boxes
 
 
+def is_bmff(path: str | os.PathLike[str]) -> bool:
+    """Whether the file starts like an ISO BMFF (MP4/MOV) file: an ``ftyp`` box first."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and head[4:8] == b"ftyp"
+
+
 def _describe(raw: bytes) -> str:
     return f"first bytes {raw!r}" if raw.isascii() else "binary data that is not MP4"
 

@@ -301,6 +301,7 @@ class ManifestReport:
     soft_binding: SoftBinding | None = None
     manifest_count: int = 0
     trust_anchors: bool = False
+    note: str | None = None  # e.g. why no manifest could be present
 
     @property
     def present(self) -> bool:
@@ -336,6 +337,7 @@ class ManifestReport:
             "soft_binding": self.soft_binding.to_dict() if self.soft_binding else None,
             "manifest_count": self.manifest_count,
             "trust_anchors": self.trust_anchors,
+            "note": self.note,
         }
 
 

@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from provenance.bmff import is_bmff
 from provenance.c2pa import ManifestReport, read_manifest
+from reports.errors import InputError
 
+NOT_BMFF_NOTE = "not an MP4 (ISO BMFF) file: it cannot carry an embedded C2PA manifest"
 RecordLookup = Callable[[str], dict[str, Any] | None]
 
 
@@ -57,7 +60,7 @@ class VerifyReport:
         out: list[str] = []
         m = self.manifest
         if not m.present:
-            out.append("no C2PA manifest (never signed, or stripped by a remux/re-encode)")
+            out.append(f"no C2PA manifest ({m.note or 'never signed, or stripped by a remux/re-encode'})")
         elif not m.validates:
             out.append(f"manifest {m.state}: {', '.join(m.failure_codes) or 'no failure code given'}")
         elif self.require_trusted and m.state != "Trusted":
@@ -107,10 +110,16 @@ def verify(
     require_trusted: bool = False,
     lookup: RecordLookup | None = None,
 ) -> VerifyReport:
-    """Validate the manifest (first: a non-MP4 or truncated file fails fast), then decode the watermark from
-    ``frames`` (the decoded frames of ``path``, uint8 RGB)."""
+    """Validate the manifest (first: a truncated MP4 fails fast), then decode the watermark from ``frames`` (the
+    decoded frames of ``path``, uint8 RGB). A file in another container (a leaked copy re-wrapped as MKV, say) has no
+    manifest, but its watermark is still read: the frames decide whether it is a video at all."""
     p = Path(path)
-    manifest = read_manifest(p, trust_anchors_pem=trust_anchors_pem)
+    try:
+        manifest = read_manifest(p, trust_anchors_pem=trust_anchors_pem)
+    except InputError:
+        if is_bmff(p) or not p.is_file():
+            raise
+        manifest = ManifestReport(path=str(p), state=None, note=NOT_BMFF_NOTE)
     report = assess(manifest, decode_watermark(frames, wm_config), require_trusted=require_trusted)
     if lookup is not None and report.payload_hex is not None:
         report = dataclasses.replace(report, record=lookup(report.payload_hex))

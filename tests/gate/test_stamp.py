@@ -9,6 +9,7 @@ import json
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from cryptography import x509
@@ -113,6 +114,16 @@ def test_verify_cli_on_the_stamped_file(stamped, keys_dir, capsys, monkeypatch, 
     assert "NOT VERIFIED" not in tree
 
 
+def _rewrap_as_mkv(src: Path, dst: Path) -> Path:
+    with av.open(str(src)) as fin, av.open(str(dst), "w", format="matroska") as fout:
+        streams = {s.index: fout.add_stream_from_template(s) for s in fin.streams}
+        for packet in fin.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                fout.mux(packet)
+    return dst
+
+
 def test_stripped_copy_is_traced_to_its_ledger_record_by_the_watermark(stamped, tmp_path, capsys, monkeypatch):
     ledger_path = tmp_path / "ledger.sqlite"
     monkeypatch.setenv("HALLO3_GATE_LEDGER", str(ledger_path))
@@ -125,10 +136,11 @@ def test_stripped_copy_is_traced_to_its_ledger_record_by_the_watermark(stamped, 
         payload_hex=stamped["payload"],
         record_json=json.dumps({"run_id": "run-42"}),
     )
-    stripped = media.remux(stamped["path"], tmp_path / "stripped.mp4")
+    stripped = _rewrap_as_mkv(stamped["path"], tmp_path / "leaked.mkv")  # stream copy into another container
     assert main(["verify", str(stripped), "--json"]) == ExitCode.PROVENANCE
     data = json.loads(capsys.readouterr().out)
     assert data["manifest"]["state"] is None and data["agreement"] is None and not data["verified"]
+    assert "cannot carry" in data["manifest"]["note"]
     assert data["watermark"]["payload"] == stamped["payload"]
     assert data["record"]["run_id"] == "run-42" and data["record"]["record"] == {"run_id": "run-42"}
 
