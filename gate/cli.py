@@ -132,6 +132,9 @@ def stamp_command(
     audio: str = typer.Option(..., "--audio", help="The speech audio (WAV/MP3), a manifest ingredient."),
     crf: int = typer.Option(18, "--crf", help="H.264 CRF of the re-encode (0-51)."),
     trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for the verification after signing."),
+    require_trusted: bool = typer.Option(
+        False, "--require-trusted", help="Fail unless the signed output reads Trusted (not merely Valid)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Watermark every frame, re-encode (H.264 + AAC), sign a C2PA manifest last, then verify the file from disk.
@@ -157,7 +160,14 @@ def stamp_command(
     if signer.development:
         err_console.print("hallo3-gate: warning: signing with DEVELOPMENT keys (not trusted outside this machine)")
     result = stamp(
-        in_video, out, portrait=Path(portrait), audio=Path(audio), signer=signer, trust_anchors_pem=anchors, crf=crf
+        in_video,
+        out,
+        portrait=Path(portrait),
+        audio=Path(audio),
+        signer=signer,
+        trust_anchors_pem=anchors,
+        crf=crf,
+        require_trusted=require_trusted,
     )
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
