@@ -29,7 +29,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from transformers import T5EncoderModel, T5Tokenizer
 
-from generator.audio import AudioEncoder, AudioFeatures, clip_audio_windows, num_clips, official_num_clips
+from generator.audio import (
+    AudioEncoder,
+    AudioFeatures,
+    clip_audio_windows,
+    num_clips,
+    official_num_clips,
+    to_mono_float32,
+)
 from generator.face import FaceAnalyser, ReferenceInputs, prepare_reference
 from generator.output import GenerationOutput
 from generator.reference import bank_cache_key, compute_banks
@@ -538,8 +545,7 @@ class Hallo3Pipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
 
         record = self.record(config, seed, reference, features, prompt, prompt_embeds is not None, clips)
-        mono = np.asarray(audio, dtype=np.float32)
-        mono = mono.mean(axis=1).astype(np.float32) if mono.ndim == 2 else mono
+        mono = to_mono_float32(audio)  # the driving audio as given (mono mix, integer PCM scaled to [-1, 1))
         return Hallo3PipelineOutput(
             frames=np.ascontiguousarray(frames),
             fps=float(config.fps),
