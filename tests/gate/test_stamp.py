@@ -37,7 +37,7 @@ from provenance.keys import (
 from reports.errors import ExitCode
 
 STAMP_CRF = 18  # the default: what users get
-FRAMES, SIZE, FPS = 48, 256, 25.0  # 16 intro frames + four 8-frame segment runs: every segment decoded twice+
+FRAMES, SIZE, FPS = 48, 288, 25.0  # 16 intro frames + four 8-frame segment runs: every segment decoded twice+
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def keys_dir(work) -> Path:
 
 @pytest.fixture(scope="module")
 def inputs(work, portraits) -> dict[str, Path]:
-    face = np.asarray(Image.open(portraits[0]).convert("RGB").resize((SIZE, SIZE)), dtype=np.int16)
-    frames = np.stack([np.clip(face + (t % 5) - 2, 0, 255).astype(np.uint8) for t in range(FRAMES)])
+    face = np.asarray(Image.open(portraits[0]).convert("RGB").resize((SIZE + 32, SIZE + 32)))
+    frames = np.stack([face[(t // 2) % 16 :][:SIZE, t % 16 :][:, :SIZE] for t in range(FRAMES)])  # a slow pan
     audio = (0.2 * np.sin(np.arange(int(16000 * FRAMES / FPS)) * 0.05)).astype(np.float32)
     portrait = work / "portrait.png"
     Image.fromarray(frames[0]).save(portrait)
