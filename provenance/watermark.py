@@ -6,7 +6,9 @@ Method ``org.hallo3-gate.rivagan-vote.v1`` (the name used as the C2PA soft-bindi
   (:mod:`provenance.rivagan`), 32 bits per frame. The classical dwtDct/dwtDctSvd methods do not survive H.264;
   RivaGAN does (provenance spec §1.2), but costs seconds per frame through the library's per-frame loop.
 - **Processing resolution** (VideoSeal's idea): the encoder runs on the frame scaled so its short side is
-  ``processing_side`` pixels; the residual it adds is upscaled to the full frame and added there.
+  ``processing_side`` pixels; the residual it adds is upscaled to the full frame and added there. 160 px was
+  measured more robust than 256 px (a lower-frequency residual survives H.264 better: per-frame bit accuracy on a
+  moving portrait after CRF 23 0.97 vs 0.90) and is 2.5x cheaper.
 - **Keyframes** (VideoSeal's idea): the encoder runs on every ``keyframe_interval``-th frame only; the frames up to
   the next keyframe get the same residual. Keyframes are batched (``batch_size``) through onnxruntime with
   ``threads`` intra-op threads.
@@ -49,7 +51,7 @@ def new_payload() -> bytes:
 
 @dataclass
 class WatermarkConfig:
-    processing_side: int = 256  # short side (px) at which the networks run
+    processing_side: int = 160  # short side (px) at which the networks run
     keyframe_interval: int = 4  # encoder runs on every k-th frame; the residual is reused until the next
     segment_frames: int = 8  # consecutive frames carrying the same payload segment (a multiple of keyframe_interval)
     strength: float = 1.5  # multiplier on the encoder's residual
@@ -179,7 +181,7 @@ def segment_of(frame_index: int, cfg: WatermarkConfig) -> int:
     The first ``4 * keyframe_interval`` frames run through the four segments quickly (so a short clip still carries
     the whole payload); after that each segment lasts ``segment_frames`` frames, because a watermark that stays
     put for longer survives the inter-frame prediction of video codecs better (measured: per-frame bit accuracy
-    after H.264 CRF 28 0.91 with 4-frame runs, 0.97 with 8-frame runs).
+    after H.264 CRF 28 on the speaker clip 0.91 with 4-frame runs, 0.97 with 8-frame runs).
     """
     intro = cw.SEGMENTS * cfg.keyframe_interval
     if frame_index < intro:
