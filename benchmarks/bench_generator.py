@@ -114,7 +114,7 @@ def padding_savings() -> None:
     print(
         f"  1–60 s (every frame count): an extra official clip in {share:.0%} of lengths; "
         f"mean saving {statistics.mean(s / o for s, o in zip(saved, official, strict=True)):.1%} of clips, "
-        f"max {max(saved)} clip"
+        f"max {max(saved)} clips"
     )
 
 
