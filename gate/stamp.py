@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -175,8 +174,6 @@ def stamp(
             require_trusted=require_trusted,
         )
         times["sign_verify"] = time.perf_counter() - t0
-        if in_video.exists():
-            shutil.copymode(in_video, tmp)
     return StampResult(
         path=out,
         payload_hex=payload.hex(),

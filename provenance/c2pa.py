@@ -16,7 +16,6 @@ import base64
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +134,6 @@ def sign_mp4(
             manifest = builder.sign(c2pa_signer, MP4_MIME, fin, fout)
             fout.flush()
             os.fsync(fout.fileno())
-            shutil.copymode(src, tmp)  # the temporary file is 0600; keep the source's permissions
     except c2pa.C2paError as exc:
         raise ProvenanceError(str(src), "C2PA signing must succeed", _c2pa_message(exc)) from None
     finally:
