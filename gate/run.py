@@ -349,8 +349,9 @@ def _run_locked(
             title=f"hallo3-gate {run_id}",
             generator={"name": f"{gen_info.backend}: {gen_info.model_name}", "version": _version()},
         )
-    except ProvenanceError as exc:
+    except ProvenanceError as exc:  # signing failed, or the signed file did not verify from disk
         provenance_reason = f"provenance: {exc.one_line()}"
+        verify_report = getattr(exc, "report", None)  # what verification found, when it got that far
     lap("sign_verify")
 
     exit_code = decision.exit_code
