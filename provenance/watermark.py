@@ -21,6 +21,11 @@ Method ``org.hallo3-gate.rivagan-vote.v1`` (the name used as the C2PA soft-bindi
   bounded memory. Soft bits are voted per segment and Chase-decoded against the CRC.
 - **False positives**: an unmarked clip reads as watermarked with probability ≤ ``2**chase_bits / 2**32``
   (≈1.5e-8 at the default 6); otherwise ``payload`` is None ("no watermark").
+
+Known limits (measured, see tests and ``benchmarks/bench_watermark.py``): a clip needs ≥ 16 frames to carry the
+whole payload (≥ 48 recommended); on some content H.264 CRF 28, or a 90 % crop after CRF 23, leaves a handful of
+confidently wrong bits that the CRC rejects (the read fails closed as "no watermark", never as a wrong payload).
+A real error-correcting code (BCH with soft decisions) over the 96 bits is the next step.
 """
 
 from __future__ import annotations
