@@ -30,6 +30,7 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(ledger_app, name="ledger")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -93,8 +94,11 @@ def verify_command(
     require_trusted: bool = typer.Option(
         False, "--require-trusted", help="Treat a Valid-but-untrusted signer as a failure."
     ),
+    ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
 ) -> int:
     """Verify a video from disk: its C2PA manifest, its invisible watermark, and that both name the same payload.
+
+    The ledger record is found through the payload (the watermark's, which survives a stripped manifest).
 
     Exit codes:
     0 verified: manifest Trusted or Valid (Trusted only with --require-trusted), watermark = its soft-binding payload;
@@ -111,7 +115,11 @@ def verify_command(
 
     anchors = load_trust_anchors(trust)
     report = verify(
-        file, media.iter_frames(file), trust_anchors_pem=anchors, require_trusted=require_trusted, lookup=ledger_lookup
+        file,
+        media.iter_frames(file),
+        trust_anchors_pem=anchors,
+        require_trusted=require_trusted,
+        lookup=lambda payload: ledger_lookup(payload, _ledger_path(ledger)),
     )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -311,9 +319,6 @@ def _ledger_path(ledger: str | None):
     from gate.ledger import default_path
 
     return Path(ledger) if ledger else default_path()
-
-
-LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
 
 
 @app.command("review")

@@ -100,12 +100,20 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive lock held while a run works in ``directory``; released by the kernel if the process dies."""
-    fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+def _new_staging(staging_root: Path, run_id: str) -> Iterator[Path]:
+    """Create ``staging_root/run_id`` already locked, and hold the lock while the run works in it.
+
+    The directory is made under a hidden name, locked, then renamed into place, so a concurrent ``recover`` never
+    sees it unlocked (the kernel releases the lock if the process dies; the lock follows the renamed directory).
+    """
+    hidden = staging_root / f".new-{run_id}"
+    hidden.mkdir(parents=True)
+    fd = os.open(hidden / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        staging = staging_root / run_id
+        os.rename(hidden, staging)
+        yield staging
     finally:
         os.close(fd)
 
@@ -154,6 +162,9 @@ def recover(out_dir: Path, ledger: Ledger) -> list[str]:
         if fd is None:
             continue  # a live run holds it
         try:
+            if d.name.startswith(".new-"):  # died between creating and naming its staging directory
+                shutil.rmtree(d)
+                continue
             row = ledger.find_by_run(d.name)
             if row is None:
                 shutil.rmtree(d)
@@ -223,9 +234,8 @@ def run(req: RunRequest, progress: Progress | None = None) -> RunOutcome:
 
     run_id = req.run_id or new_run_id()
     staging = out_dir / "staging" / run_id
-    staging.mkdir(parents=True, exist_ok=False)
     try:
-        with _locked(staging):
+        with _new_staging(out_dir / "staging", run_id):
             return _run_locked(
                 req,
                 pol,

@@ -4,6 +4,7 @@ then watermark and agreement), and the ledger lookup that fills ``VerifyReport.r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -15,9 +16,9 @@ from provenance.verify import VerifyReport
 _STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
 
 
-def ledger_lookup(payload_hex: str) -> dict[str, Any] | None:
+def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] | None:
     """The newest ledger row whose payload matches, or None. Never creates a ledger that does not exist."""
-    path = default_path()
+    path = path or default_path()
     if not path.exists():
         return None
     row = Ledger(path).find_by_payload(payload_hex)

@@ -1,0 +1,187 @@
+"""The gate end to end: a passing video is released, a failing one quarantined, both traceable from disk."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from gate import media
+from gate.cli import main
+from gate.ledger import Ledger
+from reports.schema import GateRecord, json_schema
+
+
+def _cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def runs(e2e_inputs, tmp_path_factory):
+    """Two gate runs through the CLI: `review` of a talking video (passes) and `generate --backend still` (fails)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("runs")
+    results = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in e2e_inputs.env.items():
+            mp.setenv(k, v)
+        mp.delenv("GITHUB_STEP_SUMMARY", raising=False)
+        for name, argv in {
+            "released": ["review", str(e2e_inputs.talking), "--reference", str(e2e_inputs.portrait)],
+            "quarantined": ["generate", "--backend", "still", "--portrait", str(e2e_inputs.portrait)],
+        }.items():
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                code = main(
+                    [
+                        *argv,
+                        "--audio",
+                        str(e2e_inputs.audio),
+                        "--out",
+                        str(out / name),
+                        "--policy",
+                        str(Path(__file__).resolve().parents[2] / "gate/policies/offline.toml"),
+                        "--json",
+                    ]
+                )
+            results[name] = (code, json.loads(buf.getvalue()))
+    return out, results
+
+
+def test_passing_video_is_released_with_everything(runs):
+    out, results = runs
+    code, rec = results["released"]
+    assert code == 0, rec["reasons"]
+    assert rec["decision"] == "released" and rec["exit_code"] == 0
+    video = Path(rec["output"]["path"])
+    assert video.parent.parent == out / "released" / "released" or video.parent.parent.name == "released"
+    assert video.is_file() and rec["watermark"]["payload"] and rec["checks"]
+    assert all(c["outcome"] == "pass" for c in rec["checks"] if c["required"])
+    for name in ("record.json", "report.html", "report.pdf", "junit.xml", "summary.md"):
+        assert (video.parent / name).stat().st_size > 0, name
+    assert not list((out / "released" / "staging").glob("*"))  # nothing left in staging
+
+
+def test_failing_video_is_quarantined_with_the_reason(runs):
+    _, results = runs
+    code, rec = results["quarantined"]
+    assert code == 1 and rec["decision"] == "quarantined"
+    assert any("avsync" in r for r in rec["reasons"]), rec["reasons"]
+    video = Path(rec["output"]["path"])
+    assert video.is_file() and video.parent.parent.name == "quarantine"
+    junit = ET.parse(video.parent / "junit.xml").getroot()
+    assert junit.iter("failure") is not None and any(True for _ in junit.iter("failure"))
+
+
+def test_records_validate_against_the_exported_schema(runs):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    for _, rec in runs[1].values():
+        on_disk = json.loads((Path(rec["output"]["path"]).parent / "record.json").read_text())
+        jsonschema.validate(on_disk, schema)
+        GateRecord.model_validate(on_disk)
+        assert on_disk["ledger"]["seq"] >= 1
+
+
+def test_ledger_has_a_row_per_run_and_verifies(runs, e2e_inputs):
+    lg = Ledger(e2e_inputs.env["HALLO3_GATE_LEDGER"])
+    rep = lg.verify()
+    assert rep.ok, rep.problems
+    ids = {r.run_id for r in lg.rows()}
+    assert {rec["run_id"] for _, rec in runs[1].values()} <= ids
+
+
+def test_verify_traces_the_released_file_and_its_stripped_copy(runs, gate_env, capsys, tmp_path):
+    _, rec = runs[1]["released"]
+    video = Path(rec["output"]["path"])
+    trust = str(Path(gate_env.env["HALLO3_GATE_KEYS_DIR"]) / "dev-root-ca.DEVELOPMENT.crt.pem")
+    code, rep = _cli_json(capsys, ["verify", str(video), "--json", "--trust", trust])
+    assert code == 0 and rep["manifest"]["state"] == "Trusted"
+    assert rep["watermark"]["payload"] == rec["watermark"]["payload"]
+    assert rep["record"] is not None and rep["record"]["run_id"] == rec["run_id"]
+    stripped = media.remux(video, tmp_path / "stripped.mp4")  # a stream copy drops the C2PA manifest
+    code, rep = _cli_json(capsys, ["verify", str(stripped), "--json"])
+    assert code != 0 and rep["manifest"]["state"] is None
+    assert rep["watermark"]["payload"] == rec["watermark"]["payload"]
+    assert rep["record"]["run_id"] == rec["run_id"]  # watermark -> ledger
+
+
+def test_unknown_metric_in_policy_is_a_usage_error_with_no_output(gate_env, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nversion = "1"\n[checks.x]\nmetric = "lip_magic"\nmin = 1\n')
+    capsys.readouterr()
+    code = main(
+        [
+            "review",
+            str(gate_env.talking),
+            "--reference",
+            str(gate_env.portrait),
+            "--audio",
+            str(gate_env.audio),
+            "--out",
+            str(tmp_path / "o"),
+            "--policy",
+            str(bad),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "checks.x.metric" in err and "lip_magic" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.mp4"))
+
+
+def test_missing_weights_fail_closed_with_exit_3(gate_env, tmp_path, capsys):
+    """The default policy needs SyncNet: without its weights nothing is released, and the record says why."""
+    code, rec = _cli_json(
+        capsys,
+        [
+            "review",
+            str(gate_env.talking),
+            "--reference",
+            str(gate_env.portrait),
+            "--audio",
+            str(gate_env.audio),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+    )
+    assert code == 3 and rec["decision"] == "quarantined"
+    sync = next(c for c in rec["checks"] if c["metric"] == "sync_c")
+    assert sync["outcome"] == "not_measured" and "syncnet_v2.model missing" in sync["message"]
+    assert Path(rec["output"]["path"]).parent.parent.name == "quarantine"
+
+
+def test_a_metric_that_raises_fails_closed_with_exit_3(gate_env, tmp_path, capsys, monkeypatch):
+    import metrics.avsync
+
+    def broken(*_a, **_k):
+        raise RuntimeError("simulated metric crash")
+
+    monkeypatch.setattr(metrics.avsync, "measure_avsync", broken)
+    policy = tmp_path / "p.toml"
+    policy.write_text('name = "p"\nversion = "1"\n[checks.av]\nmetric = "avsync_corr"\nmin = 0.1\n')
+    code, rec = _cli_json(
+        capsys,
+        [
+            "review",
+            str(gate_env.talking),
+            "--reference",
+            str(gate_env.portrait),
+            "--audio",
+            str(gate_env.audio),
+            "--out",
+            str(tmp_path / "o"),
+            "--policy",
+            str(policy),
+            "--json",
+        ],
+    )
+    assert code == 3 and rec["decision"] == "quarantined"
+    assert any("simulated metric crash" in r for r in rec["reasons"])
