@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,6 @@ from gate import policy as policy_mod
 from gate.ledger import Ledger
 from gate.measure import MeasureOutcome, measure_candidate
 from gate.stamp import encode_watermarked, sign_and_verify
-from metrics.measurement import Measurement
 from provenance import watermark
 from provenance.c2pa import ingredient_mime
 from provenance.keys import SignerConfig, load_signer
@@ -446,7 +446,7 @@ def baseline_means(run_dir: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in values.items()}
 
 
-def _series(name: str, values: list[float | None] | None, label: str, fps: float) -> S.Series | None:
+def _series(values: list[float | None] | None, label: str, fps: float) -> S.Series | None:
     if not values:
         return None
     return S.Series(label=label, values=values, fps=fps)
@@ -479,7 +479,7 @@ def build_record(
     out_ref = _file_ref(candidate, "video/mp4")
     measurements = [
         S.MeasurementRecord.from_measurement(
-            m, series=_series(m.name, measured.series.get(m.name), measured.series_labels.get(m.name, m.name), clip.fps)
+            m, series=_series(measured.series.get(m.name), measured.series_labels.get(m.name, m.name), clip.fps)
         )
         for m in measured.measurements.values()
     ]
@@ -578,10 +578,4 @@ def build_record(
 
 
 def _policy_content(pol: policy_mod.Policy) -> dict[str, Any]:
-    import tomllib
-
     return tomllib.loads(pol.source)
-
-
-def measurement_map(ms: list[Measurement]) -> dict[str, Measurement]:
-    return {m.name: m for m in ms}
