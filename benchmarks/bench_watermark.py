@@ -26,7 +26,7 @@ from gate import media
 from provenance import watermark
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-PAYLOAD = bytes.fromhex("0123456789abcdef")
+PAYLOAD = bytes.fromhex("0123456789abcdef")[: watermark.PAYLOAD_BYTES]
 
 
 def _clip(size: tuple[int, int], n: int) -> np.ndarray:

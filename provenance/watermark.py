@@ -1,6 +1,6 @@
-"""Robust invisible video watermark: RivaGAN networks, run fast, with a clip-level soft vote and a CRC.
+"""Robust invisible video watermark: RivaGAN networks, run fast, with a clip-level soft vote, a BCH code and a CRC.
 
-Method ``org.hallo3-gate.rivagan-vote.v1`` (the name used as the C2PA soft-binding ``alg``):
+Method ``org.hallo3-gate.rivagan-vote.v2`` (the name used as the C2PA soft-binding ``alg``):
 
 - **Networks**: the RivaGAN encoder/decoder ONNX graphs shipped in the invisible-watermark 0.2.0 wheel
   (:mod:`provenance.rivagan`), 32 bits per frame. The classical dwtDct/dwtDctSvd methods do not survive H.264;
@@ -12,20 +12,25 @@ Method ``org.hallo3-gate.rivagan-vote.v1`` (the name used as the C2PA soft-bindi
 - **Keyframes** (VideoSeal's idea): the encoder runs on every ``keyframe_interval``-th frame only; the frames up to
   the next keyframe get the same residual. Keyframes are batched (``batch_size``) through onnxruntime with
   ``threads`` intra-op threads.
-- **Payload**: :mod:`provenance.wm_codeword` — an 8-byte identity + CRC-32 in four 32-bit frame messages, each
-  naming its segment, so decoding needs no frame numbers (drops, cuts, reordering are fine). Group ``g`` of frames
-  (``keyframe_interval`` consecutive frames) carries segment ``g mod 4``.
+- **Payload**: :mod:`provenance.wm_codeword` — a 6-byte identity + a 20-bit CRC, protected by a BCH code that
+  corrects 4 bit errors (96 bits), cut into four 24-bit segments; every segment is sent in four disguises
+  (permutation + mask), and every 32-bit frame message names its (segment, disguise), so decoding needs no frame
+  numbers (drops, cuts, reordering are fine). Run ``r`` of frames carries segment ``r mod 4`` in disguise
+  ``(r // 4) mod 4`` (:func:`label_of`).
 - **Decoding**: every ``decode_stride``-th frame (odd, so both the clip and the clip with every other frame dropped
   visit every segment) is scaled to the processing resolution; when more than ``max_decode_frames`` are kept, the
   kept set is thinned to every third (the stride triples, staying odd), so frames stay spread over the whole clip in
-  bounded memory. Soft bits are voted per segment and Chase-decoded against the CRC.
-- **False positives**: an unmarked clip reads as watermarked with probability ≤ ``2**chase_bits / 2**32``
-  (≈1.5e-8 at the default 6); otherwise ``payload`` is None ("no watermark").
+  bounded memory. Soft bits are undisguised and voted per codeword bit (frames re-labelled and weighted by how well
+  they fit the vote), then Chase-decoded (``chase_bits`` least reliable bits) through the BCH code against the CRC.
+- **False positives**: an unmarked clip reads as watermarked with probability ≤
+  ``wm_codeword.false_positive_bound(chase_bits)`` (≈3.2e-6 at the default 8); otherwise ``payload`` is None
+  ("no watermark").
 
-Known limits (measured, see tests and ``benchmarks/bench_watermark.py``): a clip needs ≥ 16 frames to carry the
-whole payload (≥ 48 recommended); on some content H.264 CRF 28, or a 90 % crop after CRF 23, leaves a handful of
-confidently wrong bits that the CRC rejects (the read fails closed as "no watermark", never as a wrong payload).
-A real error-correcting code (BCH with soft decisions) over the 96 bits is the next step.
+Measured (``benchmarks/bench_watermark_robustness.py``): v1 (identity + CRC-32, one fixed mask per segment, no ECC)
+left ~5–9 confidently wrong bits on still portraits after H.264 CRF 28 and 1–5 after a 90 % crop following CRF 23,
+the same message being misread the same way in every frame; v2 recovers those. Known limits: a clip needs ≥ 16
+frames to carry the whole payload (≥ 48 recommended); failures read as "no watermark", never as a wrong payload
+(within the bound above).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from provenance import rivagan
 from provenance import wm_codeword as cw
 from reports.errors import InputError, UsageError
 
-METHOD = "org.hallo3-gate.rivagan-vote.v1"
+METHOD = "org.hallo3-gate.rivagan-vote.v2"
 PAYLOAD_BYTES = cw.PAYLOAD_BYTES
 MIN_EMBED_SIDE = 128  # short side, pixels: smaller frames cannot hold the residual at a useful scale
 MIN_DECODE_SIDE = 64  # short side, pixels, for reading (a 0.5x downscale of a 128-px clip still reads)
@@ -64,7 +69,7 @@ class WatermarkConfig:
     max_decode_frames: int = 48  # bound on frames decoded per clip
     batch_size: int = 4  # frames per onnxruntime call
     threads: int = 2  # onnxruntime intra-op threads
-    chase_bits: int = 6  # least reliable bits tried flipped (false-positive bound 2**chase_bits / 2**32)
+    chase_bits: int = 8  # least reliable bits tried flipped (see wm_codeword.false_positive_bound)
 
     def __post_init__(self) -> None:
         rules = {
@@ -79,7 +84,7 @@ class WatermarkConfig:
             "max_decode_frames": (self.max_decode_frames >= 3, "must be >= 3"),
             "batch_size": (self.batch_size >= 1, "must be >= 1"),
             "threads": (self.threads >= 0, "must be >= 0 (0 = onnxruntime's default)"),
-            "chase_bits": (0 <= self.chase_bits <= 12, "must be in 0..12"),
+            "chase_bits": (0 <= self.chase_bits <= 10, "must be in 0..10"),
         }
         for name, (ok, rule) in rules.items():
             if not ok:
@@ -180,24 +185,36 @@ def _messages(payload: bytes) -> np.ndarray:
     return cw.frame_messages(cw.codeword(payload)).astype(np.float32)
 
 
-def segment_of(frame_index: int, cfg: WatermarkConfig) -> int:
-    """The payload segment frame ``frame_index`` carries.
+def run_of(frame_index: int, cfg: WatermarkConfig) -> int:
+    """The run (of consecutive frames carrying one frame message) frame ``frame_index`` belongs to.
 
-    The first ``4 * keyframe_interval`` frames run through the four segments quickly (so a short clip still carries
-    the whole payload); after that each segment lasts ``segment_frames`` frames, because a watermark that stays
-    put for longer survives the inter-frame prediction of video codecs better (measured: per-frame bit accuracy
-    after H.264 CRF 28 on the speaker clip 0.91 with 4-frame runs, 0.97 with 8-frame runs).
+    The first ``SEGMENTS * keyframe_interval`` frames run through the segments quickly (so a short clip still carries
+    the whole payload); after that each run lasts ``segment_frames`` frames, because a watermark that stays put for
+    longer survives the inter-frame prediction of video codecs better (measured: per-frame bit accuracy after H.264
+    CRF 28 on the speaker clip 0.91 with 4-frame runs, 0.97 with 8-frame runs).
     """
     intro = cw.SEGMENTS * cfg.keyframe_interval
     if frame_index < intro:
         return frame_index // cfg.keyframe_interval
-    return ((frame_index - intro) // cfg.segment_frames) % cw.SEGMENTS
+    return cw.SEGMENTS + (frame_index - intro) // cfg.segment_frames
+
+
+def segment_of(frame_index: int, cfg: WatermarkConfig) -> int:
+    """The payload segment frame ``frame_index`` carries (run ``r`` carries segment ``r mod SEGMENTS``)."""
+    return run_of(frame_index, cfg) % cw.SEGMENTS
+
+
+def label_of(frame_index: int, cfg: WatermarkConfig) -> int:
+    """The frame message (row of ``wm_codeword.frame_messages``) frame ``frame_index`` carries: its segment, in
+    disguise ``(r // SEGMENTS) mod VARIANTS`` for run ``r``, so each pass over the segments uses the next disguise."""
+    r = run_of(frame_index, cfg)
+    return cw.label(r % cw.SEGMENTS, (r // cw.SEGMENTS) % cw.VARIANTS)
 
 
 def _embed_groups(groups: list[list[np.ndarray]], first_frame: int, msgs: np.ndarray, cfg: WatermarkConfig):
     keys = np.stack([_to_processing(g[0], cfg.processing_side) for g in groups])
     starts = first_frame + cfg.keyframe_interval * np.arange(len(groups))
-    bits = np.stack([msgs[segment_of(int(t), cfg)] for t in starts])
+    bits = np.stack([msgs[label_of(int(t), cfg)] for t in starts])
     res = rivagan.residual(keys, bits, threads=cfg.threads) * np.float32(cfg.strength)
     for group, r in zip(groups, res, strict=True):
         h, w = group[0].shape[:2]
