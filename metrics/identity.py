@@ -96,21 +96,21 @@ class _DlibFacesBackend:
     threshold = DLIB_THRESHOLD
 
     def __init__(self, landmarks_68: Path | str, detector_config: FaceDetectorConfig | None = None) -> None:
-        self.detector = FaceDetector(landmarks_68, detector_config)
+        self.face_detector = FaceDetector(landmarks_68, detector_config)
 
     def embed_face(self, image: np.ndarray, face: Face) -> np.ndarray:
         raise NotImplementedError
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None:
         rgb = as_rgb_frames(np.asarray(image)[None], "reference image")[0]
-        face = self.detector.detect_image(rgb)
+        face = self.face_detector.detect_image(rgb)
         return None if face is None else self.embed_face(rgb, face)
 
     def embed_frames(self, frames: np.ndarray, track: FaceTrack | None = None) -> list[np.ndarray | None]:
         """One embedding per frame (``None`` without a face); ``track`` reuses faces already found on ``frames``."""
         rgb = as_rgb_frames(frames)
         if track is None:
-            track = self.detector.track(rgb)
+            track = self.face_detector.track(rgb)
         elif len(track.faces) != len(rgb):
             raise InputError("track", f"one entry per frame ({len(rgb)})", len(track.faces))
         return [None if f is None else self.embed_face(img, f) for img, f in zip(rgb, track.faces, strict=True)]

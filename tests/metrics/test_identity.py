@@ -150,3 +150,11 @@ def test_arcface_pack_errors_name_the_directory(tmp_path):
     only_det = build_pack(tmp_path, "det_only", recogniser=False)
     with pytest.raises(MeasurementError, match="no recognition model"):
         ArcFaceBackend(only_det)
+
+
+def test_presence_protocol_names_the_detector_not_an_object_repr(portraits):
+    backend = FaceNetBackend(landmarks_68(), facenet_graph())
+    img = read_rgb(portraits[1])
+    rows = {m.name: m for m in measure_identity(img, img[None], backend).measurements()}
+    protocol = rows["face_present_ratio"].protocol
+    assert "dlib HOG" in protocol and " object at 0x" not in protocol
