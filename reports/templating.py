@@ -24,6 +24,8 @@ def fmt_num(value: Any, digits: int = 4) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if math.isnan(value):
+            return DASH  # e.g. the spread of a single value: there is none
         if not math.isfinite(value):
             return str(value)
         if value != 0 and (abs(value) >= 10**digits or abs(value) < 10 ** -(digits - 1)):
