@@ -23,7 +23,7 @@ import numpy as np
 from reports.errors import InputError, UsageError
 
 OFFLINE_POLICY = Path(__file__).resolve().parent / "policies" / "offline.toml"
-SPEECH = "A machine made this video. It carries a watermark and a signed manifest."  # about 4.5 s
+SPEECH = "A machine made this video. It carries a watermark and a signed manifest."  # about 5 s
 
 
 @dataclass
