@@ -13,7 +13,7 @@ import click
 import typer
 from rich.console import Console
 
-from reports.errors import ExitCode, Hallo3Error, UsageError
+from reports.errors import ExitCode, Hallo3Error, InputError, UsageError
 
 app = typer.Typer(
     name="hallo3-gate",
@@ -546,6 +546,35 @@ def compare_command(
     else:
         for kind, p in paths.items():
             console.print(f"{kind:8} {p}", markup=False)
+    return 0
+
+
+@app.command("fvd-stats")
+def fvd_stats_command(
+    videos: list[str] = typer.Argument(..., help="Reference videos (real footage of the kind the model should make)."),
+    out: str = typer.Option(..., "--out", help="The statistics file to write (.npz; merge-able, no pickle)."),
+    protocol: str = typer.Option(
+        "clips-16f", "--protocol", help="clips-16f (every 16-frame window) or styleganv-16f (first 16 frames)."
+    ),
+) -> int:
+    """Build FVD reference statistics (I3D features, sums in float64) for `--fvd-reference` and policy FVD checks.
+
+    Example: hallo3-gate fvd-stats refs/*.mp4 --out refs.npz
+    """
+    from gate import media
+    from gate.measure import i3d_extractor
+    from metrics.fvd import PROTOCOL_CLIPS, PROTOCOL_STYLEGANV, FVDState
+
+    if protocol not in (PROTOCOL_CLIPS, PROTOCOL_STYLEGANV):
+        raise UsageError("--protocol", f"must be {PROTOCOL_CLIPS} or {PROTOCOL_STYLEGANV}", protocol)
+    extractor = i3d_extractor()
+    state = FVDState(protocol)
+    for v in videos:
+        state.update([media.read_video(v).frames], extractor)
+    if state.count < 2:
+        raise InputError(", ".join(videos), f"need at least 2 samples of 16 frames under {protocol}", state.count)
+    path = state.save(out)
+    console.print(f"{path}: {state.count} samples from {state.n_videos} videos ({protocol})", markup=False)
     return 0
 
 

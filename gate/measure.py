@@ -77,8 +77,14 @@ def _i3d_extractor(ckpt: str) -> Any:
 
     st = weights.cache_dir() / "i3d-kinetics-400.safetensors"
     if not st.is_file():
-        convert_to_safetensors(ckpt, st)
+        convert_to_safetensors(ckpt, st)  # checks the checkpoint's sha256 first
     return I3DFeatures.from_safetensors(st)
+
+
+def i3d_extractor(out: MeasureOutcome | None = None) -> Any:
+    """The I3D feature extractor from the registry's weights (converted once to safetensors in the cache)."""
+    path = _use(out, "i3d") if out is not None else weights.require("i3d")
+    return _i3d_extractor(str(path))
 
 
 def measure_candidate(
@@ -164,6 +170,6 @@ def _fvd(out: MeasureOutcome, frames, fvd_reference: Path | None) -> None:
         out.add([Measurement.not_measured("fvd", "not measured: no FVD reference set given (--fvd-reference)", "FVD")])
         return
     reference = FVDState.load(fvd_reference)
-    extractor = _i3d_extractor(str(_use(out, "i3d")))
+    extractor = i3d_extractor(out)
     res = measure_video_fvd(frames, reference, extractor)
     out.add(res.measurements())
