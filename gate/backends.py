@@ -56,7 +56,9 @@ def generate(
         out = _tiny(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, steps=steps)
         model = "Hallo3 pipeline with tiny RANDOM weights (machinery demo; not a trained model)"
     else:
-        out, used = _hallo3(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, model_dir=model_dir, steps=steps)
+        out, used = _hallo3(
+            portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, model_dir=model_dir, steps=steps
+        )
         model = f"Hallo3 ({model_dir})"
     info = S.GeneratorInfo(
         backend=name,

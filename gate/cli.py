@@ -208,8 +208,13 @@ def _measure_weights_dir(weights_dir: str | None) -> None:
 
 
 def _measure_row(m) -> dict:
-    return {"value": m.value, "reason": m.reason, "unit": m.unit, "protocol": m.protocol,
-            "higher_is_better": m.higher_is_better}  # fmt: skip
+    return {
+        "value": m.value,
+        "reason": m.reason,
+        "unit": m.unit,
+        "protocol": m.protocol,
+        "higher_is_better": m.higher_is_better,
+    }
 
 
 @app.command("measure")
@@ -284,8 +289,9 @@ def _run_gate(req, json_out: bool) -> int:
     if json_out:
         outcome = run(req)
     else:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                      transient=True) as bar:  # fmt: skip
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
+        ) as bar:
             task = bar.add_task("starting", total=None)
             outcome = run(req, progress=lambda msg: bar.update(task, description=msg))
     rec = outcome.record
@@ -348,11 +354,19 @@ def review_command(
 
     signer, anchors = _signer_and_trust(trust)
     req = RunRequest(
-        mode="review", out_dir=Path(out), portrait=Path(reference), audio=Path(audio), video=Path(video),
-        policy_path=Path(policy) if policy else None, ledger_path=_ledger_path(ledger), signer=signer,
-        trust_anchors_pem=anchors, crf=crf, fvd_reference=Path(fvd_reference) if fvd_reference else None,
+        mode="review",
+        out_dir=Path(out),
+        portrait=Path(reference),
+        audio=Path(audio),
+        video=Path(video),
+        policy_path=Path(policy) if policy else None,
+        ledger_path=_ledger_path(ledger),
+        signer=signer,
+        trust_anchors_pem=anchors,
+        crf=crf,
+        fvd_reference=Path(fvd_reference) if fvd_reference else None,
         baseline_dir=Path(baseline) if baseline else None,
-    )  # fmt: skip
+    )
     return _run_gate(req, json_out)
 
 
@@ -363,7 +377,9 @@ def generate_command(
     out: str = typer.Option(..., "--out", help="Output directory: released/, quarantine/, staging/."),
     prompt: str = typer.Option("", "--prompt", help="Scene description (Hallo3 backend; T5, 226 tokens max)."),
     backend: str = typer.Option("hallo3", "--backend", help="hallo3 (needs --model), still (baseline), hallo3-tiny."),
-    model: str | None = typer.Option(None, "--model", help="Hallo3 weights: the official release dir or a converted one."),
+    model: str | None = typer.Option(
+        None, "--model", help="Hallo3 weights: the official release dir or a converted one."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded)."),
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default 50 for hallo3)."),
     policy: str | None = typer.Option(None, "--policy", help="Policy TOML (default: the shipped default policy)."),
@@ -388,11 +404,22 @@ def generate_command(
 
     signer, anchors = _signer_and_trust(trust)
     req = RunRequest(
-        mode="generate", out_dir=Path(out), portrait=Path(portrait), audio=Path(audio), prompt=prompt or None,
-        backend=backend, model_dir=Path(model) if model else None, seed=seed, steps=steps,
-        policy_path=Path(policy) if policy else None, ledger_path=_ledger_path(ledger), signer=signer,
-        trust_anchors_pem=anchors, crf=crf, fvd_reference=Path(fvd_reference) if fvd_reference else None,
-    )  # fmt: skip
+        mode="generate",
+        out_dir=Path(out),
+        portrait=Path(portrait),
+        audio=Path(audio),
+        prompt=prompt or None,
+        backend=backend,
+        model_dir=Path(model) if model else None,
+        seed=seed,
+        steps=steps,
+        policy_path=Path(policy) if policy else None,
+        ledger_path=_ledger_path(ledger),
+        signer=signer,
+        trust_anchors_pem=anchors,
+        crf=crf,
+        fvd_reference=Path(fvd_reference) if fvd_reference else None,
+    )
     return _run_gate(req, json_out)
 
 
@@ -412,9 +439,13 @@ def ledger_verify(
         raise UsageError(str(path), "ledger file must exist", "not found")
     rep = Ledger(path).verify(expect_head=expect_head)
     if json_out:
-        typer.echo(json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2))
+        typer.echo(
+            json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2)
+        )
     else:
-        console.print(f"{path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]"))
+        console.print(
+            f"{path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]")
+        )
         for p in rep.problems:
             console.print(f"  - {p}", markup=False)
     return 0 if rep.ok else int(ExitCode.GATE_FAILED)
@@ -468,7 +499,9 @@ def weights_list(json_out: bool = typer.Option(False, "--json", help="Print as J
         return 0
     table = Table("name", "file", "here", "licence", "used by", "source")
     for r in rows:
-        table.add_row(r["name"], r["filename"], r["resolved"] or "[red]missing[/]", r["licence"], r["used_by"], r["source"])
+        table.add_row(
+            r["name"], r["filename"], r["resolved"] or "[red]missing[/]", r["licence"], r["used_by"], r["source"]
+        )
     console.print(table)
     return 0
 
@@ -490,7 +523,9 @@ def weights_fetch(
         os.environ["HALLO3_GATE_OFFLINE"] = "1"
     for name in names:
         weights.entry(name)  # unknown names fail before any download
-    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console) as bar:
+    with Progress(
+        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console
+    ) as bar:
         for name in names:
             task = bar.add_task(name, total=weights.REGISTRY[name].size)
 
@@ -596,23 +631,36 @@ def demo_command(
 
     from gate.demo import run_demo
 
-    result = run_demo(Path(out), backends=tuple(backends), policy=Path(policy) if policy else None,
-                      say=lambda m: console.print(m, markup=False))  # fmt: skip
+    result = run_demo(
+        Path(out),
+        backends=tuple(backends),
+        policy=Path(policy) if policy else None,
+        say=lambda m: console.print(m, markup=False),
+    )
     console.print("\n[bold]hallo3-gate demo: results[/]")
     for r in result.runs:
         colour = "green" if r["decision"] == "released" else "red"
-        console.print(f"  [{colour}]{str(r['decision']).upper():11}[/] {r['backend']:12} exit {r['exit_code']}  {r['video']}")
+        console.print(
+            f"  [{colour}]{str(r['decision']).upper():11}[/] {r['backend']:12} exit {r['exit_code']}  {r['video']}"
+        )
         for reason in r["reasons"]:  # type: ignore[union-attr]
             console.print(f"      - {reason}", markup=False)
         console.print(f"      report: {r['report']}", markup=False)
     v = result.verify
-    console.print(f"  verify {v['file']}: manifest {v['manifest']}, watermark {v['watermark']}, "
-                  f"ledger record {'found' if v['record'] else 'NOT found'}", markup=False)  # fmt: skip
-    console.print(f"  verify the stripped copy {v['stripped_file']}: manifest {v['stripped_manifest'] or 'absent'}, "
-                  f"watermark {v['stripped_watermark']}, ledger record {'found' if v['stripped_record'] else 'NOT found'}",
-                  markup=False)  # fmt: skip
+    console.print(
+        f"  verify {v['file']}: manifest {v['manifest']}, watermark {v['watermark']}, "
+        f"ledger record {'found' if v['record'] else 'NOT found'}",
+        markup=False,
+    )
+    console.print(
+        f"  verify the stripped copy {v['stripped_file']}: manifest {v['stripped_manifest'] or 'absent'}, "
+        f"watermark {v['stripped_watermark']}, ledger record {'found' if v['stripped_record'] else 'NOT found'}",
+        markup=False,
+    )
     led = result.ledger
-    console.print(f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}", markup=False)
+    console.print(
+        f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}", markup=False
+    )
     for kind, p in result.comparison.items():
         console.print(f"  comparison {kind}: {p}", markup=False)
     ok = bool(led["ok"]) and v["record"] is not None and v["stripped_record"] is not None
