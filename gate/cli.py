@@ -423,6 +423,16 @@ def generate_command(
     return _run_gate(req, json_out)
 
 
+def _existing_ledger(ledger: str | None):
+    """The selected ledger, which must exist (inspecting commands never create an empty one)."""
+    from gate.ledger import Ledger
+
+    path = _ledger_path(ledger)
+    if not path.exists():
+        raise UsageError(str(path), "ledger file must exist", "not found")
+    return Ledger(path)
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
@@ -432,12 +442,9 @@ def ledger_verify(
     """Recompute the hash chain; name every edited, deleted or reordered row. Exit 0 intact, 1 tampered."""
     import json
 
-    from gate.ledger import Ledger
-
-    path = _ledger_path(ledger)
-    if not path.exists():
-        raise UsageError(str(path), "ledger file must exist", "not found")
-    rep = Ledger(path).verify(expect_head=expect_head)
+    lg = _existing_ledger(ledger)
+    path = lg.path
+    rep = lg.verify(expect_head=expect_head)
     if json_out:
         typer.echo(
             json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2)
@@ -462,12 +469,7 @@ def ledger_show(
 
     from rich.table import Table
 
-    from gate.ledger import Ledger
-
-    path = _ledger_path(ledger)
-    if not path.exists():
-        raise UsageError(str(path), "ledger file must exist", "not found")
-    lg = Ledger(path)
+    lg = _existing_ledger(ledger)
     rows = [r for r in [lg.find_by_payload(payload)] if r] if payload else lg.rows()
     if json_out:
         keys = ("seq", "run_id", "created_at", "decision", "output_path", "payload_hex", "row_hash")

@@ -97,3 +97,22 @@ def test_truncation_detected_with_anchored_head(tmp_path):
     assert lg.verify().ok  # a shorter chain is self-consistent ...
     rep = lg.verify(expect_head=anchored)  # ... but the anchor exposes it
     assert not rep.ok and "anchored head" in rep.problems[0]
+
+
+def test_cli_ledger_verify_names_the_edited_row(tmp_path, capsys):
+    import json as _json
+
+    from gate.cli import main
+
+    lg = _fill(tmp_path / "l.sqlite")
+    assert main(["ledger", "verify", "--ledger", str(lg.path)]) == 0
+    con = sqlite3.connect(lg.path)
+    con.execute("UPDATE ledger SET output_path='/elsewhere.mp4' WHERE seq=4")
+    con.commit()
+    con.close()
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--ledger", str(lg.path), "--json"]) == 1
+    rep = _json.loads(capsys.readouterr().out)
+    assert not rep["ok"] and any("seq 4" in p for p in rep["problems"])
+    assert main(["ledger", "verify", "--ledger", str(tmp_path / "absent.sqlite")]) == 2
+    assert not (tmp_path / "absent.sqlite").exists()
