@@ -443,7 +443,6 @@ def ledger_verify(
     import json
 
     lg = _existing_ledger(ledger)
-    path = lg.path
     rep = lg.verify(expect_head=expect_head)
     if json_out:
         typer.echo(
@@ -451,7 +450,7 @@ def ledger_verify(
         )
     else:
         console.print(
-            f"{path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]")
+            f"{lg.path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]")
         )
         for p in rep.problems:
             console.print(f"  - {p}", markup=False)

@@ -72,6 +72,7 @@ def run_demo(
     from gate import media
     from gate.ledger import Ledger
     from gate.run import RunRequest, run
+    from gate.verify_view import ledger_lookup
     from provenance.keys import SignerConfig, dev_trust_anchor, init_dev_keys
     from provenance.verify import verify
     from reports.compare import build_comparison, load_runs, write_comparison
@@ -120,11 +121,9 @@ def run_demo(
 
     # verify from disk, then after stripping the manifest (a remux): the watermark still leads to the ledger record
     first = Path(str(result.runs[0]["video"]))
-    lg = Ledger(ledger_path)
 
-    def lookup(payload_hex: str) -> dict[str, object] | None:
-        row = lg.find_by_payload(payload_hex)
-        return None if row is None else {"run_id": row.run_id, "decision": row.decision, "seq": row.seq}
+    def lookup(payload_hex: str) -> dict[str, object] | None:  # the same lookup `hallo3-gate verify` uses
+        return ledger_lookup(payload_hex, ledger_path)
 
     signed = verify(first, media.iter_frames(first), trust_anchors_pem=anchors, lookup=lookup)
     stripped = media.remux(first, out_dir / "stripped-copy.mp4")
@@ -139,7 +138,7 @@ def run_demo(
         "stripped_watermark": bare.watermark.payload_hex,
         "stripped_record": bare.record,
     }
-    rep = lg.verify()
+    rep = Ledger(ledger_path).verify()
     result.ledger = {"path": str(ledger_path), "rows": rep.rows, "ok": rep.ok, "head": rep.head}
 
     df = load_runs([out_dir / "runs" / b for b in backends])
