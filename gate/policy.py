@@ -1,9 +1,14 @@
 """Policy as code: which checks a video must pass, with thresholds, in TOML.
 
-A policy file has a ``name``, a ``version``, a ``[checks.<check name>]`` table per check and optionally a
-``[regression]`` table (limits against a baseline run). Each check names a ``metric`` and at least one bound:
-``min``, ``max`` or ``abs_max`` (on the absolute value); ``required`` defaults to true. ``min = "backend"`` uses the
-same-person threshold the identity backend states for itself. Validation errors name the key, the rule and the value.
+A policy file has a ``name``, a ``version``, a ``[checks.<check name>]`` table per check, optionally a
+``[regression]`` table (limits against a baseline run) and a ``[weights]`` table (``allow_unpinned``: may a run use
+user-supplied weight files that have no sha256 pin in the registry; default false). Each check names a ``metric`` and
+at least one bound: ``min``, ``max`` or ``abs_max`` (on the absolute value); ``required`` defaults to true.
+``min = "backend"`` uses the same-person threshold the identity backend states for itself.
+
+The whole file is validated before a run writes anything: UTF-8 TOML of at most ``MAX_POLICY_BYTES``, at most
+``MAX_CHECKS`` checks, at least one required check (a policy that requires nothing would prove nothing), known
+metrics, finite numbers. Validation errors (``UsageError``, exit 2) name the key, the rule and the value.
 
 Fail closed: a required check whose metric was not measured fails (outcome ``not_measured``), never passes. The
 decision and the exit code come from one function, ``decide``.
@@ -45,7 +50,12 @@ KNOWN_METRICS: dict[str, bool | None] = {
 BOUNDS = ("min", "max", "abs_max")
 BACKEND_THRESHOLD = "backend"
 CHECK_KEYS = {"metric", "required", "why", "reference_set", *BOUNDS}
-TOP_KEYS = {"name", "version", "description", "checks", "regression"}
+TOP_KEYS = {"name", "version", "description", "checks", "regression", "weights"}
+WEIGHTS_KEYS = {"allow_unpinned"}
+MAX_POLICY_BYTES = 256 * 1024  # the shipped policies are ~3 KiB; a bound keeps parsing and reports small
+MAX_CHECKS = 200  # every check is a row in every report: the PDF of 200 checks renders in seconds
+MAX_TEXT = 200  # name, version, a check's name
+MAX_LONG_TEXT = 2000  # description, a check's why
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Policy:
     regression: Regression | None
     source: str  # the TOML text, recorded verbatim
     path: str
+    allow_unpinned_weights: bool = False  # [weights] allow_unpinned: user-supplied weight files without a pin
 
     @property
     def sha256(self) -> str:
@@ -125,6 +136,10 @@ def _number(where: str, value: Any) -> float:
 
 
 def _parse_check(path: str, name: str, table: Any) -> Check:
+    if len(name) > MAX_TEXT:
+        raise UsageError(
+            f"{path}: checks.{name[:40]}…", f"a check name must be at most {MAX_TEXT} characters", len(name)
+        )
     where = f"{path}: checks.{name}"
     if not isinstance(table, dict):
         raise UsageError(where, "must be a table", type(table).__name__)
@@ -157,10 +172,55 @@ def _parse_check(path: str, name: str, table: Any) -> Check:
         raise UsageError(f"{where}.reference_set", "must be a path string", repr(ref))
     if metric == "fvd" and not ref:
         raise UsageError(f"{where}.reference_set", "an fvd check needs a reference set (FVD statistics .npz)")
-    return Check(name, metric, lo, hi, ab, required, str(table.get("why", "")), ref)
+    why = _text(f"{where}.why", table.get("why"), MAX_LONG_TEXT, required=False)
+    return Check(name, metric, lo, hi, ab, required, why, ref)
+
+
+def _parse_regression(path: str, reg: Any) -> Regression:
+    where = f"{path}: regression"
+    if not isinstance(reg, dict) or set(reg) - {"baseline", "max_drop"}:
+        shown = sorted(reg) if isinstance(reg, dict) else type(reg).__name__
+        raise UsageError(where, "must be a table holding only baseline and max_drop", shown)
+    baseline = reg.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise UsageError(f"{where}.baseline", "must be a path string", repr(baseline))
+    drops = reg.get("max_drop", {})
+    if not isinstance(drops, dict):
+        raise UsageError(f"{where}.max_drop", "must be a table of metric = allowed drop", type(drops).__name__)
+    for metric, v in drops.items():
+        if metric not in KNOWN_METRICS or KNOWN_METRICS[metric] is None:
+            raise UsageError(f"{where}.max_drop.{metric}", "must name a metric with a direction", metric)
+        _number(f"{where}.max_drop.{metric}", v)
+    return Regression(baseline or None, {k: float(v) for k, v in drops.items()})
+
+
+def _parse_weights(path: str, table: Any) -> bool:
+    where = f"{path}: weights"
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - WEIGHTS_KEYS
+    if unknown:
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(WEIGHTS_KEYS))}")
+    allow = table.get("allow_unpinned", False)
+    if not isinstance(allow, bool):
+        raise UsageError(f"{where}.allow_unpinned", "must be true or false", repr(allow))
+    return allow
+
+
+def _text(where: str, value: Any, limit: int, *, required: bool) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise UsageError(where, "must be a non-empty string" if required else "must be a string", repr(value))
+    if len(value) > limit:
+        raise UsageError(where, f"must be at most {limit} characters", len(value))
+    return value
 
 
 def parse(text: str, path: str = "<policy>") -> Policy:
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_POLICY_BYTES:
+        raise UsageError(path, f"policy must be at most {MAX_POLICY_BYTES} bytes", size)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -168,37 +228,43 @@ def parse(text: str, path: str = "<policy>") -> Policy:
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise UsageError(f"{path}: {sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
-    for key in ("name", "version"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise UsageError(f"{path}: {key}", "must be a non-empty string", repr(data.get(key)))
+    name = _text(f"{path}: name", data.get("name"), MAX_TEXT, required=True)
+    version = _text(f"{path}: version", data.get("version"), MAX_TEXT, required=True)
+    _text(f"{path}: description", data.get("description"), MAX_LONG_TEXT, required=False)
     checks_t = data.get("checks", {})
     if not isinstance(checks_t, dict) or not checks_t:
         raise UsageError(f"{path}: checks", "must hold at least one [checks.<name>] table")
+    if len(checks_t) > MAX_CHECKS:
+        raise UsageError(f"{path}: checks", f"must hold at most {MAX_CHECKS} checks", len(checks_t))
     checks = tuple(_parse_check(path, n, t) for n, t in checks_t.items())
-    regression = None
-    if "regression" in data:
-        reg = data["regression"]
-        if not isinstance(reg, dict) or set(reg) - {"baseline", "max_drop"}:
-            raise UsageError(f"{path}: regression", "may hold only baseline and max_drop", sorted(reg))
-        drops = reg.get("max_drop", {})
-        for metric, v in drops.items():
-            if metric not in KNOWN_METRICS or KNOWN_METRICS[metric] is None:
-                raise UsageError(f"{path}: regression.max_drop.{metric}", "must name a metric with a direction", metric)
-            _number(f"{path}: regression.max_drop.{metric}", v)
-        regression = Regression(reg.get("baseline") or None, {k: float(v) for k, v in drops.items()})
-    return Policy(data["name"], data["version"], checks, regression, text, path)
+    if not any(c.required for c in checks):
+        raise UsageError(
+            f"{path}: checks", "must hold at least one required check (a policy that requires nothing proves nothing)"
+        )
+    regression = _parse_regression(path, data["regression"]) if "regression" in data else None
+    allow_unpinned = _parse_weights(path, data["weights"]) if "weights" in data else False
+    return Policy(name, version, checks, regression, text, path, allow_unpinned)
 
 
 def load(path: str | Path | None = None) -> Policy:
-    """The policy at ``path``, or the shipped default policy."""
+    """The policy at ``path``, or the shipped default policy. Reads at most ``MAX_POLICY_BYTES`` (+1 to tell)."""
     if path is None:
-        text = resources.files("gate").joinpath("default_policy.toml").read_text()
+        text = resources.files("gate").joinpath("default_policy.toml").read_text(encoding="utf-8")
         return parse(text, "default_policy.toml")
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
-        raise UsageError(str(p), "policy file must be readable", exc.strerror) from None
+        raise UsageError(str(p), "policy file must be readable", exc.strerror or type(exc).__name__) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise UsageError(str(p), f"policy file must be at most {MAX_POLICY_BYTES} bytes", "more")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            str(p), "policy file must be UTF-8 text", f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from None
     return parse(text, str(p))
 
 
@@ -276,13 +342,15 @@ def regression_checks(
 
 
 def decide(results: list[CheckResult]) -> Decision:
-    """Released only when every required check passed. Exit 3 if a required check could not be measured."""
+    """Released only when every required check passed. Exit 3 if a required check could not be measured.
+
+    ``parse`` guarantees a policy holds a required check, so results without one are a bug (never a release)."""
     required = [r for r in results if r.required]
+    if not required:
+        raise ValueError("decide() needs at least one required check result; parse() guarantees a required check")
     unmeasured = [r for r in required if r.outcome == "not_measured"]
     failed = [r for r in required if r.outcome == "fail"]
     reasons = tuple(f"{r.name}: {r.message}" for r in unmeasured + failed)
-    if not required:
-        return Decision(False, ExitCode.USAGE, ("policy has no required check: nothing would be proven",))
     if unmeasured:
         return Decision(False, ExitCode.NOT_MEASURED, reasons)
     if failed:

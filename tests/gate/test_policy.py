@@ -146,3 +146,74 @@ def test_regression_limits_against_baseline():
     assert out["regression.sync_d"].outcome == "pass"  # worse by 0.2 <= 0.5
     out2 = policy.regression_checks(p, ms, {"sync_c": 5.0})
     assert {r.outcome for r in out2 if r.metric == "sync_d"} == {"not_measured"}
+
+
+OK_CHECK = '[checks.a]\nmetric="sync_c"\nmin=1\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=1\nrequired=false', "at least one required check"),
+        ('name="x"\nversion="1"\n' + OK_CHECK + "[weights]\nallow_unpinned=1", "weights.allow_unpinned"),
+        ('name="x"\nversion="1"\n' + OK_CHECK + "[weights]\npinned=true", "weights.pinned"),
+        ('name="x"\nversion="1"\nweights=3\n' + OK_CHECK, "weights"),
+        ('name="x"\nversion="1"\nregression=3\n' + OK_CHECK, "regression"),
+        ('name="x"\nversion="1"\n' + OK_CHECK + "[regression]\nbaseline=3", "regression.baseline"),
+        ('name="x"\nversion="1"\n' + OK_CHECK + "[regression]\nmax_drop=3", "regression.max_drop"),
+        ('name="x"\nversion="1"\n' + OK_CHECK + 'why=["a"]', "checks.a.why"),
+        ('name="x"\nversion="1"\ndescription=2\n' + OK_CHECK, "description"),
+        ('name="' + "n" * 201 + '"\nversion="1"\n' + OK_CHECK, "at most 200 characters"),
+    ],
+)
+def test_more_validation_errors_name_the_key(text, needle):
+    with pytest.raises(UsageError) as exc:
+        policy.parse(text, "p.toml")
+    assert needle in str(exc.value) and "p.toml" in str(exc.value)
+
+
+def test_weights_table_sets_allow_unpinned_default_false():
+    base = 'name="x"\nversion="1"\n' + OK_CHECK
+    assert policy.parse(base).allow_unpinned_weights is False
+    assert policy.parse(base + "[weights]\nallow_unpinned=true").allow_unpinned_weights is True
+    assert policy.parse(base + "[weights]\nallow_unpinned=false").allow_unpinned_weights is False
+    assert policy.load().allow_unpinned_weights is False  # the shipped default forbids unpinned weight files
+
+
+def _checks(n: int) -> str:
+    return 'name="x"\nversion="1"\n' + "".join(f'[checks.c{i}]\nmetric="fps"\nmin=1\n' for i in range(n))
+
+
+def test_check_count_is_capped_at_200():
+    assert len(policy.parse(_checks(policy.MAX_CHECKS)).checks) == 200
+    with pytest.raises(UsageError, match="at most 200 checks") as exc:
+        policy.parse(_checks(policy.MAX_CHECKS + 1), "big.toml")
+    assert "(got 201)" in str(exc.value)
+
+
+def test_policy_file_size_is_capped_before_parsing(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text(_checks(5) + "# " + "x" * policy.MAX_POLICY_BYTES + "\n")
+    with pytest.raises(UsageError, match=f"at most {policy.MAX_POLICY_BYTES} bytes") as exc:
+        policy.load(big)
+    assert str(big) in str(exc.value)
+
+
+def test_non_utf8_policy_file_is_a_one_line_usage_error(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(_checks(1).encode() + b'description = "caf\xe9"\n')
+    with pytest.raises(UsageError) as exc:
+        policy.load(bad)
+    msg = exc.value.one_line()
+    assert str(bad) in msg and "UTF-8" in msg and "0xe9" in msg and "\n" not in msg
+
+
+def test_a_directory_is_not_a_policy_file(tmp_path):
+    with pytest.raises(UsageError, match=r"must be readable \(got Is a directory\)"):
+        policy.load(tmp_path)
+
+
+def test_decide_refuses_results_without_a_required_check():
+    advisory = policy.CheckResult("a", "sync_d", "<=", 9.0, 8.0, "pass", False, "ok")
+    with pytest.raises(ValueError, match="required"):
+        policy.decide([advisory])
