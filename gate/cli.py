@@ -1,19 +1,23 @@
 """The ``hallo3-gate`` command line.
 
 Commands are thin: they parse arguments, call the package that owns the work, and print (``--json`` for machines).
-Every ``Hallo3Error`` becomes one line on stderr and its exit code (see ``reports.errors.ExitCode``); no traceback
-is shown for a user mistake. Each section below belongs to one part of the system.
+``main`` turns every exception into a message on stderr and an exit code through ``reports.errors.exit_status`` (the
+one mapping; codes in ``reports.errors.ExitCode``): no traceback on stderr unless ``--debug`` asks for it. Every
+string that came from a user (paths, reasons, names) is printed as plain text: never read as rich markup, emoji
+codes or terminal control sequences. Each section below belongs to one part of the system.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
-import click
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from reports.errors import ExitCode, Hallo3Error, InputError, UsageError
+from reports.errors import PROG, ExitCode, InputError, UsageError, exit_status, printable
 
 app = typer.Typer(
     name="hallo3-gate",
@@ -29,9 +33,39 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(weights_app, name="weights")
 app.add_typer(ledger_app, name="ledger")
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
-console = Console(highlight=False, soft_wrap=True)
+DEBUG_ENV = "HALLO3_GATE_DEBUG"
+# emoji=False: ":smile:" in a file name stays ":smile:"; highlight=False: no colouring guessed from the text
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+class _Options:
+    """Global options (set by the app callback, read by ``main`` after a command raised)."""
+
+    debug = False
+
+
+def text(*parts: str | tuple[str, str]) -> Text:
+    """A console line from plain strings and (string, style) pairs: never markup, control characters made visible."""
+    return Text.assemble(*((printable(p[0]), p[1]) if isinstance(p, tuple) else printable(p) for p in parts))
+
+
+def say(*parts: str | tuple[str, str], err: bool = False) -> None:
+    """Print one line of plain text (see ``text``) on stdout, or stderr with ``err``."""
+    (err_console if err else console).print(text(*parts))
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help=f"On an unexpected error (exit 70), print the traceback on stderr instead of writing it to a log file "
+        f"(also {DEBUG_ENV}=1). Give it before the command.",
+    ),
+) -> None:
+    _Options.debug = debug
 
 
 # --- provenance commands: keys, verify, stamp -------------------------------------------------------------------
@@ -60,10 +94,10 @@ def keys_init(
     if json_out:
         typer.echo(json.dumps(paths.to_dict(), indent=2))
     else:
-        console.print(f"development keys written to {paths.directory} (DEVELOPMENT - not for production)", markup=False)
-        console.print(f"  signer chain : {paths.signer_chain}", markup=False)
-        console.print(f"  signer key   : {paths.signer_key} (mode 0600)", markup=False)
-        console.print(f"  trust anchor : {paths.root_cert}", markup=False)
+        say(f"development keys written to {paths.directory} (DEVELOPMENT - not for production)")
+        say(f"  signer chain : {paths.signer_chain}")
+        say(f"  signer key   : {paths.signer_key} (mode 0600)")
+        say(f"  trust anchor : {paths.root_cert}")
     return 0
 
 
@@ -80,7 +114,7 @@ def keys_show(json_out: bool = typer.Option(False, "--json", help="Print as JSON
     if json_out:
         typer.echo(json.dumps(info, indent=2))
     else:
-        console.print_json(data=info)
+        console.print_json(data=info, ensure_ascii=True)
     return 0
 
 
@@ -124,10 +158,10 @@ def verify_command(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        wide = console if console.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
+        wide = console if console.is_terminal else Console(highlight=False, soft_wrap=True, emoji=False, width=160)
         wide.print(verify_tree(report))
     if not report.verified:
-        err_console.print(f"hallo3-gate: {file}: not verified: {'; '.join(report.reasons)}", markup=False)
+        say(f"{PROG}: {file}: not verified: {'; '.join(report.reasons)}", err=True)
         return int(ExitCode.PROVENANCE)
     return 0
 
@@ -166,7 +200,7 @@ def stamp_command(
     signer = load_signer(config)
     anchors = load_trust_anchors(trust) or dev_trust_anchor(config)
     if signer.development:
-        err_console.print("hallo3-gate: warning: signing with DEVELOPMENT keys (not trusted outside this machine)")
+        say(f"{PROG}: warning: signing with DEVELOPMENT keys (not trusted outside this machine)", err=True)
     result = stamp(
         in_video,
         out,
@@ -181,10 +215,9 @@ def stamp_command(
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         m = result.verify.manifest
-        console.print(
+        say(
             f"{result.path}: watermarked ({result.frames} frames, payload {result.payload_hex}), "
-            f"signed ({result.sign.alg}), verified from disk: manifest {m.state}",
-            markup=False,
+            f"signed ({result.sign.alg}), verified from disk: manifest {m.state}"
         )
     return 0
 
@@ -262,15 +295,15 @@ def measure_command(
     else:
         from rich.table import Table
 
-        table = Table(title=f"hallo3-gate measure {video}", show_lines=False)
+        table = Table(title=text(f"{PROG} measure {video}"), show_lines=False)
         for col in ("metric", "value", "unit"):
             table.add_column(col)
         for k, m in rows.items():
-            table.add_row(k, "not measured" if m.value is None else f"{m.value:.4g}", m.unit)
+            table.add_row(text(k), "not measured" if m.value is None else f"{m.value:.4g}", text(m.unit))
         console.print(table)
         for k, m in rows.items():
             if m.value is None:
-                console.print(f"{k}: {m.reason}", markup=False)
+                say(f"{k}: {m.reason}")
     return int(ExitCode.NOT_MEASURED) if any(m.value is None for m in rows.values()) else 0
 
 
@@ -290,25 +323,28 @@ def _run_gate(req, json_out: bool) -> int:
         outcome = run(req)
     else:
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
+            SpinnerColumn(),
+            TextColumn("{task.description}", markup=False),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
         ) as bar:
             task = bar.add_task("starting", total=None)
-            outcome = run(req, progress=lambda msg: bar.update(task, description=msg))
+            outcome = run(req, progress=lambda msg: bar.update(task, description=printable(msg)))
     rec = outcome.record
     if json_out:
         typer.echo(rec.to_json())
     else:
         colour = "green" if rec.decision == "released" else "red"
-        console.print(f"[bold {colour}]{rec.decision.upper()}[/] {rec.output.path}")
+        say((rec.decision.upper(), f"bold {colour}"), f" {rec.output.path}")
         for r in rec.reasons:
-            console.print(f"  - {r}", markup=False)
+            say(f"  - {r}")
         counts = rec.check_counts()
-        console.print(
+        say(
             f"  checks: {counts['pass']} passed, {counts['fail']} failed, {counts['not_measured']} not measured; "
-            f"watermark {rec.watermark.payload}; manifest {rec.provenance.manifest_state}",
-            markup=False,
+            f"watermark {rec.watermark.payload}; manifest {rec.provenance.manifest_state}"
         )
-        console.print(f"  record and reports: {outcome.directory}", markup=False)
+        say(f"  record and reports: {outcome.directory}")
     return int(outcome.exit_code)
 
 
@@ -449,11 +485,9 @@ def ledger_verify(
             json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2)
         )
     else:
-        console.print(
-            f"{lg.path}: {rep.rows} rows, head {rep.head}: " + ("[green]intact[/]" if rep.ok else "[red]TAMPERED[/]")
-        )
+        say(f"{lg.path}: {rep.rows} rows, head {rep.head}: ", ("intact", "green") if rep.ok else ("TAMPERED", "red"))
         for p in rep.problems:
-            console.print(f"  - {p}", markup=False)
+            say(f"  - {p}")
     return 0 if rep.ok else int(ExitCode.GATE_FAILED)
 
 
@@ -476,7 +510,8 @@ def ledger_show(
         return 0 if rows or not payload else int(ExitCode.GATE_FAILED)
     table = Table("seq", "run", "created", "decision", "payload", "output")
     for r in rows:
-        table.add_row(str(r.seq), r.run_id, r.created_at, r.decision, r.payload_hex or "-", r.output_path)
+        cells = (str(r.seq), r.run_id, r.created_at, r.decision, r.payload_hex or "-", r.output_path)
+        table.add_row(*(text(c) for c in cells))
     console.print(table)
     return 0 if rows or not payload else int(ExitCode.GATE_FAILED)
 
@@ -500,8 +535,9 @@ def weights_list(json_out: bool = typer.Option(False, "--json", help="Print as J
         return 0
     table = Table("name", "file", "here", "licence", "used by", "source")
     for r in rows:
+        here = text(r["resolved"]) if r["resolved"] else text(("missing", "red"))
         table.add_row(
-            r["name"], r["filename"], r["resolved"] or "[red]missing[/]", r["licence"], r["used_by"], r["source"]
+            text(r["name"]), text(r["filename"]), here, text(r["licence"]), text(r["used_by"]), text(r["source"])
         )
     console.print(table)
     return 0
@@ -516,7 +552,7 @@ def weights_fetch(
     """Download weight files into the user cache, verifying size and sha256 (a mismatch is an error)."""
     import os
 
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from gate import weights
 
@@ -525,7 +561,11 @@ def weights_fetch(
     for name in names:
         weights.entry(name)  # unknown names fail before any download
     with Progress(
-        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
     ) as bar:
         for name in names:
             task = bar.add_task(name, total=weights.REGISTRY[name].size)
@@ -535,7 +575,7 @@ def weights_fetch(
 
             path = weights.fetch(name, force=force, progress=step)
             bar.update(task, completed=path.stat().st_size, total=path.stat().st_size)
-            console.print(f"{name}: {path}", markup=False)
+            say(f"{name}: {path}")
     return 0
 
 
@@ -555,7 +595,7 @@ def weights_verify(
     else:
         for r in results:
             colour = {"ok": "green", "unpinned": "yellow", "missing": "dim", "mismatch": "red"}[r.status]
-            console.print(f"[{colour}]{r.status:9}[/] {r.name:24} {r.path or ''}")
+            say((f"{r.status:9}", colour), f" {r.name:24} {r.path or ''}")
     return int(ExitCode.GATE_FAILED) if any(r.status == "mismatch" for r in results) else 0
 
 
@@ -570,18 +610,25 @@ def compare_command(
     """The executive model-comparison report: per metric mean ± 95 % CI, sample counts, winner, plots, summary.
 
     Example: hallo3-gate compare runs/hallo3 runs/still --out reports/compare
+
+    Exit codes: 0 written; 2 usage error (e.g. not one distinct --label per run directory); 4 a run directory is
+    missing, empty or holds an invalid record; 74 --out is not a directory, or a file could not be written.
     """
     import json
+    from pathlib import Path
 
-    from reports.compare import build_comparison, load_runs, write_comparison
+    from reports.compare import build_comparison, check_labels, check_out_dir, load_runs, write_comparison
 
+    if label:
+        check_labels(label, len(run_dirs), subject="--label")
+    check_out_dir(Path(out))
     df = load_runs(run_dirs, labels=label or None)
     paths = write_comparison(build_comparison(df), out, pdf=not no_pdf)
     if json_out:
         typer.echo(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     else:
         for kind, p in paths.items():
-            console.print(f"{kind:8} {p}", markup=False)
+            say(f"{kind:8} {p}")
     return 0
 
 
@@ -610,7 +657,7 @@ def fvd_stats_command(
     if state.count < 2:
         raise InputError(", ".join(videos), f"need at least 2 samples of 16 frames under {protocol}", state.count)
     path = state.save(out)
-    console.print(f"{path}: {state.count} samples from {state.n_videos} videos ({protocol})", markup=False)
+    say(f"{path}: {state.count} samples from {state.n_videos} videos ({protocol})")
     return 0
 
 
@@ -636,55 +683,56 @@ def demo_command(
         Path(out),
         backends=tuple(backends),
         policy=Path(policy) if policy else None,
-        say=lambda m: console.print(m, markup=False),
+        say=say,
     )
-    console.print("\n[bold]hallo3-gate demo: results[/]")
+    say("")
+    say((f"{PROG} demo: results", "bold"))
     for r in result.runs:
         colour = "green" if r["decision"] == "released" else "red"
-        console.print(
-            f"  [{colour}]{str(r['decision']).upper():11}[/] {r['backend']:12} exit {r['exit_code']}  {r['video']}"
+        say(
+            "  ",
+            (f"{str(r['decision']).upper():11}", colour),
+            f" {r['backend']:12} exit {r['exit_code']}  {r['video']}",
         )
         for reason in r["reasons"]:  # type: ignore[union-attr]
-            console.print(f"      - {reason}", markup=False)
-        console.print(f"      report: {r['report']}", markup=False)
+            say(f"      - {reason}")
+        say(f"      report: {r['report']}")
     v = result.verify
-    console.print(
+    say(
         f"  verify {v['file']}: manifest {v['manifest']}, watermark {v['watermark']}, "
-        f"ledger record {'found' if v['record'] else 'NOT found'}",
-        markup=False,
+        f"ledger record {'found' if v['record'] else 'NOT found'}"
     )
-    console.print(
+    say(
         f"  verify the stripped copy {v['stripped_file']}: manifest {v['stripped_manifest'] or 'absent'}, "
-        f"watermark {v['stripped_watermark']}, ledger record {'found' if v['stripped_record'] else 'NOT found'}",
-        markup=False,
+        f"watermark {v['stripped_watermark']}, ledger record {'found' if v['stripped_record'] else 'NOT found'}"
     )
     led = result.ledger
-    console.print(
-        f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}", markup=False
-    )
+    say(f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}")
     for kind, p in result.comparison.items():
-        console.print(f"  comparison {kind}: {p}", markup=False)
+        say(f"  comparison {kind}: {p}")
     ok = bool(led["ok"]) and v["record"] is not None and v["stripped_record"] is not None
     return 0 if ok else int(ExitCode.PROVENANCE)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns (and exits with) the exit code."""
+    """Entry point of the console script; returns (and exits with) the exit code.
+
+    Every exception, whichever click/typer flavour raised it, goes through ``reports.errors.exit_status``: usage
+    errors exit 2 with click's usage message, a ``Hallo3Error`` its own code, an ``OSError`` 74, Ctrl-C 130, anything
+    else 70 with one line naming the log file that holds the traceback (printed here instead with ``--debug``).
+    """
+    _Options.debug = False
     try:
-        rv = app(args=argv, prog_name="hallo3-gate", standalone_mode=False)
-    except Hallo3Error as exc:
-        err_console.print(f"hallo3-gate: error: {exc.one_line()}", markup=False)
-        code = int(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        code = int(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        code = int(ExitCode.USAGE)
-    except click.exceptions.Abort:
-        err_console.print("hallo3-gate: aborted", markup=False)
-        code = 130
-    else:
+        rv = app(args=argv, prog_name=PROG, standalone_mode=False)
         code = int(rv) if isinstance(rv, int) else 0
+    except BaseException as exc:  # the one place where any exception becomes an exit code
+        debug = _Options.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+        status = exit_status(exc, debug=debug)
+        if status.internal and debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        if status.message:
+            print(status.message, file=sys.stderr, flush=True)
+        code = int(status.code)
     if argv is None:
         sys.exit(code)
     return code

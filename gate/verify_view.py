@@ -12,18 +12,38 @@ from rich.tree import Tree
 
 from gate.ledger import Ledger, default_path
 from provenance.verify import VerifyReport
+from reports.errors import ProvenanceError
+from reports.errors import printable
 
+WHOLE_CHAIN_ROWS = 1000  # up to this many rows ledger_lookup verifies the whole chain (a fraction of a second)
 _STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
 
 
 def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] | None:
-    """The newest ledger row whose payload matches, or None. Never creates a ledger that does not exist."""
+    """The newest ledger row whose payload matches, or None — reported only from a chain that verifies.
+
+    The chain is recomputed before the row is returned: the whole chain when it holds at most ``WHOLE_CHAIN_ROWS``
+    rows, else from the found row to the head (an edited row, or a row rewritten with its own hash recomputed,
+    breaks the link to its successor). A broken chain raises ``ProvenanceError`` (exit 5) naming the ledger and the
+    first bad row: the record's claim cannot be proven. Never creates a ledger that does not exist (None then); a
+    file that is not a ledger raises ``InputError`` (exit 4).
+    """
     path = path or default_path()
     if not path.exists():
         return None
-    row = Ledger(path).find_by_payload(payload_hex)
+    ledger = Ledger(path)
+    row = ledger.find_by_payload(payload_hex)
     if row is None:
         return None
+    whole = ledger.last_seq() <= WHOLE_CHAIN_ROWS
+    check = ledger.verify(since_seq=None if whole else row.seq)
+    if not check.ok:
+        span = "" if whole else f" from row {row.seq} to the head"
+        raise ProvenanceError(
+            str(path),
+            f"ledger chain must verify{span} before its record of run {row.run_id} is reported",
+            f"broken: {check.problems[0]}",
+        )
     return {
         "ledger": str(path),
         "seq": row.seq,
@@ -39,14 +59,14 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
 
 def verify_tree(report: VerifyReport) -> Tree:
     verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
-    root = Tree(f"{escape(report.path)}  {verdict}")
+    root = Tree(f"{_e(report.path)}  {verdict}")
     _manifest_branch(root, report)
     wm = report.watermark
-    w = root.add(f"watermark [dim]{escape(str(wm.method))}[/]")
+    w = root.add(f"watermark [dim]{_e(str(wm.method))}[/]")
     if wm.payload_hex is None:
         w.add("[red]no payload decoded[/]")
     else:
-        w.add(f"payload {wm.payload_hex}")
+        w.add(f"payload {_e(wm.payload_hex)}")
     w.add(f"confidence {_num(wm.confidence)} over {wm.frames_decoded} frames")
     agree = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[dim]nothing to compare[/]"}[report.agreement]
     root.add(f"watermark agrees with manifest: {agree}")
@@ -54,36 +74,36 @@ def verify_tree(report: VerifyReport) -> Tree:
     if report.record is None:
         rec.add("[dim]none found[/]")
     else:
-        rec.add(escape(f"seq {report.record.get('seq')} run {report.record.get('run_id')}"))
-        rec.add(escape(f"decision {report.record.get('decision')} at {report.record.get('created_at')}"))
+        rec.add(_e(f"seq {report.record.get('seq')} run {report.record.get('run_id')}"))
+        rec.add(_e(f"decision {report.record.get('decision')} at {report.record.get('created_at')}"))
     for reason in report.reasons:
-        root.add(f"[red]why not verified:[/] {escape(reason)}")
+        root.add(f"[red]why not verified:[/] {_e(reason)}")
     return root
 
 
 def _manifest_branch(root: Tree, report: VerifyReport) -> None:
     m = report.manifest
     if not m.present:
-        root.add("[red]no C2PA manifest[/]" + (f" [dim]({escape(m.note)})[/]" if m.note else ""))
+        root.add("[red]no C2PA manifest[/]" + (f" [dim]({_e(m.note)})[/]" if m.note else ""))
         return
     style = _STATE_STYLE.get(m.state or "", "red")
-    node = root.add(f"manifest [{style}]{m.state}[/] {escape(str(m.active_label))}")
+    node = root.add(f"manifest [{style}]{_e(m.state)}[/] {_e(m.active_label)}")
     if m.title:
-        node.add(f"title {escape(m.title)}")
+        node.add(f"title {_e(m.title)}")
     sig = m.signature
-    signer = node.add(escape(f"signed by {sig.get('common_name')} ({sig.get('alg')})"))
+    signer = node.add(_e(f"signed by {sig.get('common_name')} ({sig.get('alg')})"))
     for cert in m.signer_chain:
-        signer.add(escape(f"{cert['common_name']}  valid {cert['not_before'][:10]} .. {cert['not_after'][:10]}"))
+        signer.add(_e(f"{cert['common_name']}  valid {cert['not_before'][:10]} .. {cert['not_after'][:10]}"))
     if m.failures:
         fails = node.add("[red]failures[/]")
         for code in m.failures:
-            fails.add(f"[red]{escape(code.code)}[/] {escape(code.explanation or '')}")
+            fails.add(f"[red]{_e(code.code)}[/] {_e(code.explanation or '')}")
     ingredients = node.add("ingredients")
     for ing in m.ingredients:
-        ingredients.add(escape(f"{ing.get('title')} ({ing.get('format')}, {ing.get('relationship')})"))
+        ingredients.add(_e(f"{ing.get('title')} ({ing.get('format')}, {ing.get('relationship')})"))
     assertions = node.add("assertions")
     for label, data in m.assertions.items():
-        assertions.add(f"{escape(label)} [dim]{escape(_summary(label, data))}[/]")
+        assertions.add(f"{_e(label)} [dim]{_e(_summary(label, data))}[/]")
 
 
 def _summary(label: str, data: Any) -> str:

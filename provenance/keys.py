@@ -158,8 +158,8 @@ class SignerConfig:
         env = os.environ if env is None else env
         chain, key, tsa = env.get(ENV_SIGN_CHAIN), env.get(ENV_SIGN_KEY), env.get(ENV_TSA_URL) or None
         if bool(chain) != bool(key):
-            missing = ENV_SIGN_KEY if chain else ENV_SIGN_CHAIN
-            raise UsageError(missing, f"must be set together with {ENV_SIGN_CHAIN if key else ENV_SIGN_KEY}", "unset")
+            given, missing = (ENV_SIGN_CHAIN, ENV_SIGN_KEY) if chain else (ENV_SIGN_KEY, ENV_SIGN_CHAIN)
+            raise UsageError(missing, f"must be set together with {given}, which is set", "unset")
         if chain and key:
             return cls.from_pem(Path(chain).expanduser(), Path(key).expanduser(), tsa_url=tsa)
         dev = cls.development_keys(default_keys_dir(env))
@@ -489,6 +489,8 @@ def init_dev_keys(
     """Make root CA -> intermediate CA -> ES256 leaf in ``directory`` (private keys mode 0600). Refuses to replace
     existing keys unless ``force``."""
     d = Path(directory) if directory is not None else default_keys_dir()
+    if (d.exists() or d.is_symlink()) and not d.is_dir():
+        raise UsageError(str(d), "must be a directory for the development keys (or not exist yet)", "not a directory")
     paths = dev_keys_paths(d)
     if paths.signer_key.exists() and not force:
         raise UsageError(str(d), "development keys already exist here; pass --force to replace them", "existing keys")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from metrics.stats import bootstrap_ci
 from reports.atomic import atomic_path, write_text_atomic
-from reports.errors import InputError
+from reports.errors import InputError, OutputError, UsageError
 from reports.json_report import read_json
 from reports.plots import Plot, box_figure, ci_bar_figure, figure_to_data_uri
 from reports.schema import GateRecord
@@ -67,14 +67,21 @@ def _model_of(run_dir: Path, records: list[GateRecord]) -> tuple[str, str]:
 
 def _labels(run_dirs: list[Path], makers: list[tuple[str, str]], labels: Sequence[str] | None) -> list[str]:
     if labels is not None:
-        if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
-            raise InputError("labels", "must give one distinct label per run directory", list(labels))
+        check_labels(labels, len(run_dirs))
         return list(labels)
     names = [model_name for _, model_name in makers]
     if len(set(names)) == len(names):
         return names
     names = [d.name for d in run_dirs]
     return names if len(set(names)) == len(names) else [str(d) for d in run_dirs]
+
+
+def check_labels(labels: Sequence[str], n_dirs: int, subject: str = "labels") -> None:
+    """Labels are arguments: one distinct, non-blank label per run directory, else a ``UsageError``."""
+    if len(labels) != n_dirs:
+        raise UsageError(subject, f"must be given once per run directory ({n_dirs})", f"{len(labels)}: {list(labels)}")
+    if len(set(labels)) != len(labels) or not all(str(label).strip() for label in labels):
+        raise UsageError(subject, "must be distinct and not blank", list(labels))
 
 
 def _rows(model: str, run_dir: Path, path: Path, record: GateRecord) -> list[dict]:
@@ -214,10 +221,6 @@ def _direction(values: pd.Series, metric: str) -> bool | None:
     if len(directions) > 1:
         raise InputError(metric, "must have the same higher_is_better in every record", sorted(directions))
     return bool(directions.pop()) if directions else None
-
-
-def _better(a: float, b: float, higher_is_better: bool) -> bool:
-    return a > b if higher_is_better else a < b
 
 
 def _rank(table: pd.DataFrame, higher_is_better: bool) -> list[str]:
@@ -428,6 +431,13 @@ def _plots(cmp: Comparison) -> list[Plot]:
     return plots
 
 
+def check_out_dir(out: Path) -> None:
+    """The comparison goes into a directory: an existing non-directory there (file, FIFO, a symlink to one) is an
+    ``OutputError`` before anything is computed or written."""
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise OutputError(out, "must be a directory (or not exist yet) to write the comparison into", "not a directory")
+
+
 def render_comparison_html(cmp: Comparison) -> str:
     return render("comparison.html.j2", c=cmp, plots=_plots(cmp))
 
@@ -437,6 +447,7 @@ def write_comparison(cmp: Comparison, out_dir: str | Path, *, pdf: bool = True) 
     from reports.pdf import html_to_pdf
 
     out = Path(out_dir)
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     per_video = cmp.per_video()

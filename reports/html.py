@@ -7,9 +7,6 @@ the record held a URL. Every value from the record is HTML-escaped by the templa
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from reports.atomic import write_text_atomic
 from reports.plots import record_plots
 from reports.schema import FileRef, GateRecord
 from reports.templating import render
@@ -35,7 +32,3 @@ def render_html(record: GateRecord) -> str:
         files=_files(record),
         digest=record.content_digest(),
     )
-
-
-def write_html(record: GateRecord, path: str | Path) -> Path:
-    return write_text_atomic(path, render_html(record))

@@ -15,16 +15,40 @@ from reports.schema import GateRecord
 from reports.templating import fmt_num
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _OUTCOME = {"pass": "✅ pass", "fail": "❌ fail", "not_measured": "⚠️ not measured"}
+# Characters that can open or close inline Markdown (CommonMark and GitHub's extensions): backslash escapes, code
+# spans, emphasis, strikethrough, links/images, raw HTML and entities, table cells, math.
+_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "~": "\\~", "[": "\\[", "]": "\\]", "|": "\\|", "$": "\\$"}
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# an underscore between two letters/digits never opens or closes emphasis (sync_c_min stays readable); others do
+_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+# GitHub links bare URLs (scheme://, www.): an escaped slash or dot reads the same and is no longer a URL
+_WWW = re.compile(r"\b([wW]{3})\.")
+
+
+def _single_line(value: object) -> str:
+    return " ".join(_CONTROL.sub("", str(value)).split())
 
 
 def md_text(value: object) -> str:
-    """Text safe inside a Markdown table cell: one line, no pipes, no raw HTML."""
-    text = " ".join(_CONTROL.sub("", str(value)).split())
-    for raw, escaped in (("\\", "\\\\"), ("|", "\\|"), ("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("`", "\\`")):
-        text = text.replace(raw, escaped)
-    return text
+    """Text safe in a Markdown text position (a paragraph, a list item, a table cell): one line, and no character
+    that could start a link, image, emphasis, code span, raw HTML, math or table cell — what is written is what
+    shows. Underscores inside words stay as they are (they never mark emphasis there)."""
+    text = "".join(_ENTITIES.get(ch) or _ESCAPES.get(ch) or ch for ch in _single_line(value))
+    text = _UNDERSCORE.sub(r"\\_", text)
+    return _WWW.sub(r"\1\\.", text.replace("://", ":\\/\\/"))
+
+
+def md_code(value: object) -> str:
+    """``value`` as an inline code span that nothing inside can end: the fence is one backtick longer than the longest
+    run of backticks in the text, padded with a space (which Markdown strips) so a leading or trailing backtick
+    stays content. Inside a code span nothing is interpreted: no link, emphasis, HTML or autolink. One line; not for
+    table cells (GitHub splits cells on ``|`` before it sees code spans)."""
+    text = _single_line(value)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
 
 
 def render_markdown(record: GateRecord) -> str:
@@ -33,7 +57,7 @@ def render_markdown(record: GateRecord) -> str:
     lines = [
         f"## {icon} hallo3-gate: {record.decision.upper()} (exit code {record.exit_code})",
         "",
-        f"Run `{record.run_id}` · {record.mode} · model {md_text(record.generator.model_name)} "
+        f"Run {md_code(record.run_id)} · {md_text(record.mode)} · model {md_text(record.generator.model_name)} "
         f"({md_text(record.generator.backend)}) · policy {md_text(record.policy.name)}",
         "",
     ]
@@ -54,14 +78,18 @@ def render_markdown(record: GateRecord) -> str:
     pv = record.provenance
     lines += [
         "",
-        f"- **Output:** `{md_text(record.output.path)}` (sha256 `{record.output.sha256[:16]}…`)",
-        f"- **Watermark:** payload `{wm.payload}`, decoded from disk: {'match' if wm.match else 'NO MATCH' if wm.match is not None else 'not checked'}",
-        f"- **C2PA manifest:** {pv.manifest_state}"
+        f"- **Output:** {md_code(record.output.path)} (sha256 {md_code(record.output.sha256[:16] + '…')})",
+        f"- **Watermark:** payload {md_code(wm.payload)}, decoded from disk: {_match(wm.match)}",
+        f"- **C2PA manifest:** {md_text(pv.manifest_state)}"
         + (f" (failures: {md_text(', '.join(pv.failures))})" if pv.failures else ""),
     ]
     if record.ledger is not None:
-        lines.append(f"- **Ledger:** row {record.ledger.seq}, hash `{record.ledger.row_hash[:16]}…`")
+        lines.append(f"- **Ledger:** row {record.ledger.seq}, hash {md_code(record.ledger.row_hash[:16] + '…')}")
     return "\n".join(lines) + "\n"
+
+
+def _match(match: bool | None) -> str:
+    return "not checked" if match is None else ("match" if match else "NO MATCH")
 
 
 def write_markdown(record: GateRecord, path: str | Path) -> Path:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from reports.atomic import atomic_path
 from reports.errors import UsageError
-from reports.html import render_html
-from reports.schema import GateRecord
 
 
 def html_to_pdf(html: str, path: str | Path) -> Path:
@@ -29,7 +27,3 @@ def html_to_pdf(html: str, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         document.write_pdf(tmp)
     return Path(path)
-
-
-def write_pdf(record: GateRecord, path: str | Path) -> Path:
-    return html_to_pdf(render_html(record), path)
