@@ -2,7 +2,11 @@
 
 Each metric group runs behind a guard: a missing weight file, a metric that raises, an input it cannot score — all
 become not-measured rows carrying the reason, never a crash of the run and never a pass. This is the only place
-that turns weight names into paths for the metrics (through ``gate.weights``).
+that turns weight names into paths for the metrics (through ``gate.weights``), and every path it hands over was
+verified against its registry pin first: a weight file whose sha256 is wrong (or that is unpinned while the policy
+forbids that) is never loaded; its metrics are not measured with the expected and actual hashes in the reason, and
+``MeasureOutcome.refused_weights`` lists it so that the run can quarantine (exit 3) even if no required check reads
+those metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ class MeasureOutcome:
     measurements: dict[str, Measurement] = field(default_factory=dict)
     series: dict[str, list[float | None]] = field(default_factory=dict)  # per-frame, keyed by measurement name
     series_labels: dict[str, str] = field(default_factory=dict)
-    weights: list[dict[str, Any]] = field(default_factory=list)  # what was used: name, path, sha256, size, licence
+    weights: list[dict[str, Any]] = field(default_factory=list)  # verified files used: reports.schema.WeightRef fields
+    refused_weights: list[str] = field(default_factory=list)  # why a weight file was refused (never loaded)
+    allow_unpinned: bool = False  # the policy's [weights] allow_unpinned, under which ``weights`` were accepted
 
     def add(self, ms: Iterable[Measurement]) -> None:
         for m in ms:
@@ -55,6 +61,10 @@ def _series(values: np.ndarray | Iterable[float | None]) -> list[float | None]:
 def _guard(out: MeasureOutcome, names: tuple[str, ...], protocol: str, fn: Callable[[], None]) -> None:
     try:
         fn()
+    except weights.WeightRefusedError as exc:
+        if exc.rule not in out.refused_weights:
+            out.refused_weights.append(exc.rule)
+        out.add(Measurement.not_measured(n, exc.rule, protocol) for n in names if n not in out.measurements)
     except Hallo3Error as exc:
         reason = exc.one_line() if not exc.rule.startswith("not measured") else exc.rule
         out.add(Measurement.not_measured(n, reason, protocol) for n in names if n not in out.measurements)
@@ -63,28 +73,33 @@ def _guard(out: MeasureOutcome, names: tuple[str, ...], protocol: str, fn: Calla
         out.add(Measurement.not_measured(n, reason, protocol) for n in names if n not in out.measurements)
 
 
-def _use(out: MeasureOutcome, name: str) -> Path:
-    path = weights.require(name)
-    if not any(w["name"] == name for w in out.weights):
-        out.weights.append(weights.weight_ref(name, path))
-    return path
+def _use(out: MeasureOutcome, name: str) -> weights.VerifiedWeight:
+    """The registry file ``name``, verified against its pin before any metric loads it, and noted as used."""
+    w = weights.use(name, allow_unpinned=out.allow_unpinned)
+    if not any(r["name"] == name for r in out.weights):
+        out.weights.append(w.to_ref())
+    return w
 
 
 @functools.lru_cache(maxsize=2)
-def _i3d_extractor(ckpt: str) -> Any:
+def _i3d_extractor(safetensors: str, sha256: str) -> Any:  # keyed by content too: a re-derived file is reloaded
     from metrics.fvd import I3DFeatures
+
+    return I3DFeatures.from_safetensors(safetensors)
+
+
+def _convert_i3d(ckpt: Path, target: Path) -> None:
     from metrics.i3d import convert_to_safetensors
 
-    st = weights.cache_dir() / "i3d-kinetics-400.safetensors"
-    if not st.is_file():
-        convert_to_safetensors(ckpt, st)  # checks the checkpoint's sha256 first
-    return I3DFeatures.from_safetensors(st)
+    convert_to_safetensors(ckpt, target)  # checks the checkpoint's sha256 again, then writes atomically
 
 
 def i3d_extractor(out: MeasureOutcome | None = None) -> Any:
-    """The I3D feature extractor from the registry's weights (converted once to safetensors in the cache)."""
-    path = _use(out, "i3d") if out is not None else weights.require("i3d")
-    return _i3d_extractor(str(path))
+    """The I3D feature extractor from the registry's verified checkpoint (converted once to safetensors in the cache;
+    the converted file is re-derived whenever it no longer matches the hash recorded when it was made)."""
+    ckpt = _use(out, "i3d") if out is not None else weights.use("i3d")
+    converted, sha256 = weights.derived_file(ckpt, "i3d-kinetics-400.safetensors", _convert_i3d)
+    return _i3d_extractor(str(converted), sha256)
 
 
 def measure_candidate(
@@ -96,10 +111,14 @@ def measure_candidate(
     *,
     needed: set[str] | None = None,
     fvd_reference: Path | None = None,
+    allow_unpinned: bool = False,
 ) -> MeasureOutcome:
-    """Every metric in ``needed`` (default: all that can run) on one clip. Technical checks always run."""
+    """Every metric in ``needed`` (default: all that can run) on one clip. Technical checks always run.
+
+    ``allow_unpinned`` is the policy's ``[weights] allow_unpinned``: whether a weight file without a registry pin may
+    be used (it is then recorded as unpinned)."""
     want = set(ALL if needed is None else needed)
-    out = MeasureOutcome()
+    out = MeasureOutcome(allow_unpinned=allow_unpinned)
     out.add(measure_technical(frames, fps, audio, sample_rate))
 
     if want & set(LIPSYNC):
@@ -122,7 +141,7 @@ def _lipsync(out: MeasureOutcome, frames, fps, audio, sample_rate) -> None:
             Measurement.not_measured(n, "not measured: the clip has no audio track", "syncnet_python") for n in LIPSYNC
         )
         return
-    syncnet, s3fd = _use(out, "syncnet"), _use(out, "s3fd")
+    syncnet, s3fd = _use(out, "syncnet").path, _use(out, "s3fd").path
     res = measure_lipsync(frames, fps, audio, sample_rate, syncnet_weights=syncnet, s3fd_weights=s3fd)
     out.add(res.measurements())
     if res.measured:
@@ -134,7 +153,7 @@ def _face_track(out: MeasureOutcome, frames, track: list[Any]) -> Any:
     from metrics.faces import FaceDetector
 
     if not track:
-        track.append(FaceDetector(_use(out, "dlib_landmarks_68")).track(frames))
+        track.append(FaceDetector(_use(out, "dlib_landmarks_68").path).track(frames))
     return track[0]
 
 
@@ -144,7 +163,7 @@ def _identity(out: MeasureOutcome, frames, reference_rgb, track: list[Any]) -> N
     if reference_rgb is None:
         out.add(Measurement.not_measured(n, "not measured: no reference portrait given", "identity") for n in IDENTITY)
         return
-    backend = FaceNetBackend(_use(out, "dlib_landmarks_68"), _use(out, "facenet"))
+    backend = FaceNetBackend(_use(out, "dlib_landmarks_68").path, _use(out, "facenet").path)
     res = measure_identity(reference_rgb, frames, backend, track=_face_track(out, frames, track))
     out.add(res.measurements())
     out.series["identity_mean"] = _series(res.cosine)

