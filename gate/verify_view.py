@@ -12,8 +12,7 @@ from rich.tree import Tree
 
 from gate.ledger import Ledger, default_path
 from provenance.verify import VerifyReport
-from reports.errors import ProvenanceError
-from reports.errors import printable
+from reports.errors import ProvenanceError, printable
 
 WHOLE_CHAIN_ROWS = 1000  # up to this many rows ledger_lookup verifies the whole chain (a fraction of a second)
 _STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
@@ -55,6 +54,11 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
         "row_hash": row.row_hash,
         "record": row.record,
     }
+
+
+def _e(text: object) -> str:
+    """A user-supplied string for rich markup: control characters shown as escapes, markup brackets escaped."""
+    return escape(printable(text))
 
 
 def verify_tree(report: VerifyReport) -> Tree:

@@ -3,15 +3,19 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing as mp
+import os
 import sqlite3
+import subprocess
 
 import pytest
 
-from gate.ledger import GENESIS, Ledger
+from gate.ledger import APPLICATION_ID, GENESIS, Ledger
+from gate.verify_view import ledger_lookup
+from reports.errors import ExitCode, InputError, OutputError, ProvenanceError, UsageError
 
 
 def _append(path: str, i: int) -> None:
-    lg = Ledger(path)
+    lg = Ledger(path, create=True)  # every worker may be the one that creates it
     for k in range(3):
         lg.append(
             run_id=f"run-{i}-{k}",
@@ -25,7 +29,7 @@ def _append(path: str, i: int) -> None:
 
 
 def _fill(path, n=5) -> Ledger:
-    lg = Ledger(path)
+    lg = Ledger(path, create=True)
     for i in range(n):
         lg.append(
             run_id=f"r{i}",
@@ -51,7 +55,6 @@ def test_chain_builds_and_verifies(tmp_path):
 
 def test_concurrent_appends_never_lose_or_interleave(tmp_path):
     path = str(tmp_path / "l.sqlite")
-    Ledger(path)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_append, args=(path, i)) for i in range(8)]
     for p in procs:
@@ -116,3 +119,178 @@ def test_cli_ledger_verify_names_the_edited_row(tmp_path, capsys):
     assert not rep["ok"] and any("seq 4" in p for p in rep["problems"])
     assert main(["ledger", "verify", "--ledger", str(tmp_path / "absent.sqlite")]) == 2
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+# --- opening never writes into a file the ledger did not create ------------------------------------------------------
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_opening_an_absent_ledger_is_a_usage_error_and_creates_nothing(tmp_path):
+    with pytest.raises(UsageError, match="ledger file must exist"):
+        Ledger(tmp_path / "sub" / "l.sqlite")
+    assert not (tmp_path / "sub").exists()
+
+
+def _foreign_sqlite(path) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount REAL, memo TEXT)")
+    con.execute("INSERT INTO ledger (amount, memo) VALUES (12.5, 'coffee')")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.write_bytes(b""), "an empty file (0 bytes)"),
+        (lambda p: p.write_text("not a database " * 100), "SQLite database"),
+        (_foreign_sqlite, "a ledger table with columns id, amount, memo"),
+        (lambda p: sqlite3.connect(p).execute("CREATE TABLE other (x)").connection.close(), "without a ledger table"),
+    ],
+    ids=["empty", "text", "other-app-ledger-table", "no-ledger-table"],
+)
+@pytest.mark.parametrize("create", [False, True])
+def test_a_file_that_is_not_a_ledger_is_refused_untouched(tmp_path, make, needle, create):
+    path = tmp_path / "l.sqlite"
+    make(path)
+    before = (_sha(path), sorted(p.name for p in tmp_path.iterdir()))
+    with pytest.raises(InputError) as exc:
+        Ledger(path, create=create)
+    assert needle in str(exc.value) and str(path) in str(exc.value) and exc.value.exit_code == ExitCode.INPUT
+    assert (_sha(path), sorted(p.name for p in tmp_path.iterdir())) == before
+
+
+def test_a_directory_or_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, kind in ((tmp_path, "a directory"), (fifo, "a FIFO")):
+        with pytest.raises(InputError, match=f"regular file .got {kind}"):
+            Ledger(path, create=True)
+
+
+def test_create_makes_a_complete_ledger_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "new" / "l.sqlite"
+    lg = Ledger(path, create=True)
+    rep = lg.verify()
+    assert rep.ok and rep.rows == 0 and rep.head == GENESIS
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith("l.sqlite")] == []
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    Ledger(path, create=True).append(**_ROW)  # create=True on an existing ledger opens it
+    assert len(Ledger(path).rows()) == 1
+
+
+_ROW = dict(
+    run_id="r",
+    created_at="2026-11-23T00:00:00Z",
+    decision="released",
+    output_path="/o.mp4",
+    output_sha256="0" * 64,
+    payload_hex="00" * 8,
+    record_json="{}",
+)
+
+
+def test_cli_ledger_verify_of_an_empty_file_is_a_bad_input_and_writes_nothing(tmp_path, capsys):
+    from gate.cli import main
+
+    path = tmp_path / "l.sqlite"
+    path.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--ledger", str(path)]) == ExitCode.INPUT
+    err = capsys.readouterr().err
+    assert "0 bytes" in err and str(path) in err and "Traceback" not in err
+    assert path.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["l.sqlite"]
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_fs(tmp_path):
+    """A 160 KiB tmpfs mounted for this test (needs root / CAP_SYS_ADMIN; skipped otherwise)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip() or proc.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_append_on_a_full_disk_is_an_output_error_and_the_chain_stays_intact(tiny_fs):
+    lg = Ledger(tiny_fs / "l.sqlite", create=True)
+    appended = 0
+    with pytest.raises(OutputError) as exc:
+        for i in range(1000):
+            lg.append(**{**_ROW, "run_id": f"r{i}", "record_json": json.dumps({"pad": f"{i}" * 4000})})
+            appended += 1
+    assert exc.value.exit_code == ExitCode.IO and str(lg.path) in str(exc.value)
+    assert "full" in str(exc.value)
+    rep = Ledger(lg.path).verify()
+    assert rep.ok and rep.rows == appended >= 1  # every committed row intact, no part of the failed one
+
+
+# --- verifying part of the chain ---------------------------------------------------------------------------------
+
+
+def _tamper(lg: Ledger, sql: str) -> None:
+    con = sqlite3.connect(lg.path)
+    con.executescript(sql)
+    con.commit()
+    con.close()
+
+
+def test_verify_since_checks_from_that_row_to_the_head(tmp_path):
+    lg = _fill(tmp_path / "l.sqlite", n=6)
+    _tamper(lg, "UPDATE ledger SET decision='released' WHERE seq=3")  # run r2 was quarantined
+    assert not lg.verify().ok
+    rep = lg.verify(since_seq=4)  # rows 4..6 linked to row 3: the edit of row 3 lies before them
+    assert rep.ok and rep.rows == 3 and rep.head == lg.head()
+    rep = lg.verify(since_seq=3)
+    assert not rep.ok and rep.problems[0].startswith("row seq 3 (run r2)")
+    _tamper(lg, "DELETE FROM ledger WHERE seq=5")
+    rep = lg.verify(since_seq=6)  # the row before 6 is now 4: the gap is seen from 6 on
+    assert not rep.ok and any("expected seq 5" in p for p in rep.problems)
+
+
+# --- ledger_lookup: the record `verify` reports comes from a chain that verifies ------------------------------------
+
+
+def test_ledger_lookup_reports_the_row_of_an_intact_chain(tmp_path):
+    lg = _fill(tmp_path / "l.sqlite")
+    found = ledger_lookup(f"{3:016x}", lg.path)
+    assert found is not None and found["run_id"] == "r3" and found["decision"] == "released"
+    assert ledger_lookup("ff" * 8, lg.path) is None
+    assert ledger_lookup("ff" * 8, tmp_path / "absent.sqlite") is None
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+@pytest.mark.parametrize("whole_chain_rows", [1000, 2], ids=["whole-chain", "from-the-row"])
+def test_ledger_lookup_refuses_a_row_edited_to_released(tmp_path, monkeypatch, whole_chain_rows):
+    import gate.verify_view
+
+    monkeypatch.setattr(gate.verify_view, "WHOLE_CHAIN_ROWS", whole_chain_rows)
+    lg = _fill(tmp_path / "l.sqlite")
+    _tamper(lg, "UPDATE ledger SET decision='released' WHERE seq=3")  # run r2 was quarantined
+    with pytest.raises(ProvenanceError) as exc:
+        ledger_lookup(f"{2:016x}", lg.path)
+    msg = exc.value.one_line()
+    assert exc.value.exit_code == ExitCode.PROVENANCE
+    assert str(lg.path) in msg and "row seq 3 (run r2)" in msg and "chain" in msg
+
+
+def test_ledger_lookup_refuses_a_broken_chain_before_the_row_when_it_is_small(tmp_path):
+    lg = _fill(tmp_path / "l.sqlite")
+    _tamper(lg, "UPDATE ledger SET output_path='/x.mp4' WHERE seq=1")
+    with pytest.raises(ProvenanceError, match=r"row seq 1 \(run r0\)"):
+        ledger_lookup(f"{4:016x}", lg.path)
