@@ -22,6 +22,9 @@ from reports.errors import PROG, ExitCode, InputError, UsageError, exit_status, 
 app = typer.Typer(
     name="hallo3-gate",
     help="Measure, watermark, sign, verify, record and report every Hallo3 video - or quarantine it with the reason.",
+    epilog="Exit codes of every command, besides its own (see its --help): 2 usage error; 74 an output could not be "
+    "written (one line names the path and the OS error); 70 unexpected error (a bug: one line names the log file with "
+    "the traceback, or run with --debug); 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -85,6 +88,9 @@ def keys_init(
     Manifests signed with it read Valid (untrusted) everywhere, and Trusted only where the development root is given
     as a trust anchor (`--trust <dir>/dev-root-ca.DEVELOPMENT.crt.pem`). Production signs with
     HALLO3_GATE_SIGN_CHAIN + HALLO3_GATE_SIGN_KEY (or a KMS callback in code).
+
+    Exit codes: 0 written; 2 keys already exist (without --force) or --dir is not a directory; 74 a key file could
+    not be written.
     """
     import json
 
@@ -103,7 +109,11 @@ def keys_init(
 
 @keys_app.command("show")
 def keys_show(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
-    """Load and check the configured signing credentials; print the certificates (never the key)."""
+    """Load and check the configured signing credentials; print the certificates (never the key).
+
+    Exit codes: 0 loaded; 5 no credentials, or they do not load or match; 2 only one of HALLO3_GATE_SIGN_CHAIN and
+    HALLO3_GATE_SIGN_KEY is set.
+    """
     import json
 
     from provenance.keys import SignerConfig, load_signer
@@ -134,10 +144,14 @@ def verify_command(
 
     The ledger record is found through the payload (the watermark's, which survives a stripped manifest).
 
+    Any video PyAV reads is verified: an MP4 carries the manifest; a copy in another container (AVI, MKV, WebM ...)
+    cannot, so it is reported with its watermark and ledger record but is not verified.
+
     Exit codes:
     0 verified: manifest Trusted or Valid (Trusted only with --require-trusted), watermark = its soft-binding payload;
-    5 not verified: no manifest, manifest Invalid, watermark absent or disagreeing (report printed, reasons on stderr);
-    4 the file is not a readable, complete MP4;
+    5 not verified: no manifest (e.g. any non-MP4 container), manifest Invalid, watermark absent or disagreeing
+    (report printed, reasons on stderr);
+    4 the file is not a readable, complete video (not a video, truncated, missing);
     2 bad arguments (e.g. an unreadable --trust file).
     """
     import json
@@ -188,7 +202,8 @@ def stamp_command(
     0 stamped and verified;
     4 bad input: not a video, truncated, no audio track, unreadable ingredient;
     5 signing or verification failed: bad credentials, or the output did not verify;
-    2 bad arguments.
+    2 bad arguments;
+    74 OUT could not be written (not a regular file, permission denied, disk full).
     """
     import json
     from pathlib import Path
@@ -382,7 +397,8 @@ def review_command(
     Example: hallo3-gate review clip.mp4 --reference face.jpg --audio speech.wav --out runs/ --json
 
     Exit codes: 0 released; 1 a required check failed (quarantined); 2 usage/config error; 3 something required could
-    not be measured (quarantined, fail closed); 4 bad input file; 5 signing/verification failed (quarantined).
+    not be measured (quarantined, fail closed); 4 bad input file; 5 signing/verification failed (quarantined);
+    74 an output could not be written (nothing released).
     """
     from pathlib import Path
 
@@ -475,7 +491,10 @@ def ledger_verify(
     expect_head: str | None = typer.Option(None, "--expect-head", help="A row hash anchored elsewhere earlier."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
-    """Recompute the hash chain; name every edited, deleted or reordered row. Exit 0 intact, 1 tampered."""
+    """Recompute the hash chain; name every edited, deleted or reordered row.
+
+    Exit codes: 0 intact; 1 tampered (the problems are listed); 2 the ledger file does not exist.
+    """
     import json
 
     lg = _existing_ledger(ledger)
@@ -497,7 +516,10 @@ def ledger_show(
     payload: str | None = typer.Option(None, "--payload", help="Only the run whose watermark payload is this hex."),
     json_out: bool = typer.Option(False, "--json", help="Print rows as JSON."),
 ) -> int:
-    """List the ledger's rows (or the one matching a watermark payload)."""
+    """List the ledger's rows (or the one matching a watermark payload).
+
+    Exit codes: 0 listed; 1 --payload matches no row; 2 the ledger file does not exist.
+    """
     import json
 
     from rich.table import Table
@@ -518,7 +540,10 @@ def ledger_show(
 
 @weights_app.command("list")
 def weights_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
-    """Every weight file the system knows: source, sha256, size, licence, user, and where it resolves here."""
+    """Every weight file the system knows: source, sha256, size, licence, user, and where it resolves here.
+
+    Exit codes: 0 listed.
+    """
     import json
 
     from rich.table import Table
@@ -549,7 +574,11 @@ def weights_fetch(
     force: bool = typer.Option(False, "--force", help="Download even if a copy resolves."),
     offline: bool = typer.Option(False, "--offline", help="Never use the network (fail if missing)."),
 ) -> int:
-    """Download weight files into the user cache, verifying size and sha256 (a mismatch is an error)."""
+    """Download weight files into the user cache, verifying size and sha256 (a mismatch is an error).
+
+    Exit codes: 0 every file present and verified; 2 an unknown name; 3 a download failed, was refused (--offline)
+    or did not match its pinned size/sha256 (nothing is kept).
+    """
     import os
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -584,7 +613,11 @@ def weights_verify(
     names: list[str] = typer.Argument(None, help="Registry names (default: all)."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> int:
-    """Recompute the sha256 of every resolvable weight file against its pinned value. Exit 1 on a mismatch."""
+    """Recompute the sha256 of every resolvable weight file against its pinned value.
+
+    Exit codes: 0 no mismatch (missing files are listed, not errors); 1 a file does not match its pin; 2 an unknown
+    name.
+    """
     import json
 
     from gate import weights
@@ -643,6 +676,9 @@ def fvd_stats_command(
     """Build FVD reference statistics (I3D features, sums in float64) for `--fvd-reference` and policy FVD checks.
 
     Example: hallo3-gate fvd-stats refs/*.mp4 --out refs.npz
+
+    Exit codes: 0 written; 2 unknown --protocol; 3 the I3D weights are missing or do not match their pin; 4 an unreadable video, or fewer than
+    2 samples of 16 frames.
     """
     from gate import media
     from gate.measure import i3d_extractor
@@ -674,6 +710,9 @@ def demo_command(
     Every backend that runs without downloaded weights goes through generate → watermark → encode → measure →
     decide → sign → verify → record → report; then an output is verified from disk and again with its manifest
     stripped (watermark → ledger), the ledger chain is checked and a comparison report is written.
+
+    Exit codes: 0 every step ran and the checks held (a backend's quarantine is an expected result, not a failure);
+    5 a verified output's ledger record was not found or the ledger chain is broken; 2/4 bad options or inputs.
     """
     from pathlib import Path
 
