@@ -540,6 +540,7 @@ def derived_file(source: VerifiedWeight, filename: str, build: Callable[[Path, P
                 return target, digest
     except (OSError, ValueError, KeyError, TypeError):
         pass  # absent, unreadable, or made from another source: derive it again
+    target.parent.mkdir(parents=True, exist_ok=True)
     build(source.path, target)
     digest = cached_sha256(target)
     meta = {"source": source.name, "source_sha256": source.sha256, "sha256": digest}
