@@ -419,6 +419,9 @@ class WeightRefusedError(MeasurementError):
         self.name, self.path, self.expected, self.actual = name, path, expected, actual
         super().__init__(path, reason)
 
+    def one_line(self) -> str:
+        return " ".join(self.rule.split())  # the reason already names the file, the rule and both hashes
+
 
 @dataclass(frozen=True)
 class VerifiedWeight:
