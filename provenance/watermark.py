@@ -199,11 +199,6 @@ def run_of(frame_index: int, cfg: WatermarkConfig) -> int:
     return cw.SEGMENTS + (frame_index - intro) // cfg.segment_frames
 
 
-def segment_of(frame_index: int, cfg: WatermarkConfig) -> int:
-    """The payload segment frame ``frame_index`` carries (run ``r`` carries segment ``r mod SEGMENTS``)."""
-    return run_of(frame_index, cfg) % cw.SEGMENTS
-
-
 def label_of(frame_index: int, cfg: WatermarkConfig) -> int:
     """The frame message (row of ``wm_codeword.frame_messages``) frame ``frame_index`` carries: its segment, in
     disguise ``(r // SEGMENTS) mod VARIANTS`` for run ``r``, so each pass over the segments uses the next disguise."""
