@@ -21,7 +21,8 @@ validated copy that carries the ledger entry.
 
 Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds optional fields; a reader accepts any
 record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
-History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weights`` entry (1.0 records still read).
+History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weights`` entry, required from 1.1 on
+(1.0 records, whose entries have none, still read).
 """
 
 from __future__ import annotations
@@ -436,6 +437,13 @@ class GateRecord(_Model):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        if int(self.schema_version.split(".")[1]) >= 1:  # since 1.1 every weight says how it was checked
+            unstated = [w.name for w in self.weights if w.status is None]
+            if unstated:
+                raise ValueError(
+                    f"schema {self.schema_version}: weights {', '.join(unstated)} must state their status "
+                    "(verified against the pin, or unpinned)"
+                )
         if self.decision == "released":
             if self.exit_code != 0:
                 raise ValueError(f"a released run has exit code 0, not {self.exit_code}")
