@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -341,8 +342,10 @@ def regression_checks(
     return out
 
 
-def decide(results: list[CheckResult]) -> Decision:
-    """Released only when every required check passed. Exit 3 if a required check could not be measured.
+def decide(results: list[CheckResult], refused_weights: Sequence[str] = ()) -> Decision:
+    """Released only when every required check passed. Exit 3 if a required check could not be measured, or if a
+    weight file was refused before use (``refused_weights``: its sha256 differs from its pin, or it is unpinned where
+    the policy forbids that) — the gate then ran with less than it was configured to, whatever the checks say.
 
     ``parse`` guarantees a policy holds a required check, so results without one are a bug (never a release)."""
     required = [r for r in results if r.required]
@@ -351,6 +354,8 @@ def decide(results: list[CheckResult]) -> Decision:
     unmeasured = [r for r in required if r.outcome == "not_measured"]
     failed = [r for r in required if r.outcome == "fail"]
     reasons = tuple(f"{r.name}: {r.message}" for r in unmeasured + failed)
+    if refused_weights:
+        return Decision(False, ExitCode.NOT_MEASURED, tuple(f"weights: {why}" for why in refused_weights) + reasons)
     if unmeasured:
         return Decision(False, ExitCode.NOT_MEASURED, reasons)
     if failed:

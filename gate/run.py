@@ -1,30 +1,44 @@
 """The gate, end to end: generate (or take an existing video) → watermark → encode → measure → decide → sign →
 verify → record → report → release or quarantine.
 
-Output layout under ``out_dir``::
+Output layout and ownership of ``out_dir``: see ``gate.staging`` (``staging/``, ``released/``, ``quarantine/``; the
+gate only ever touches directories it marked as its own, and never follows a symlink there).
 
-    staging/<run_id>/          work in progress (locked while its run is alive)
-    released/<run_id>/         video.mp4 + record.json + report.html/.pdf + junit.xml + summary.md
-    quarantine/<run_id>/       the same, for outputs that failed (they carry watermark and manifest too)
+The order of a run, and what a failure at each point leaves:
 
-Crash safety: everything for a run is written inside its staging directory; the ledger row is appended (one SQLite
-transaction) after the record is complete, and the staging directory becomes ``released/<run_id>`` or
-``quarantine/<run_id>`` by a single atomic rename. So a video never sits in ``released/`` without its record, and
-the ledger only ever holds complete rows. A run killed mid-way leaves a staging directory that the next run in the
-same ``out_dir`` finishes (ledger row present: complete the move) or removes (no row: the video never left).
+1. ``prepare``: the policy, every input (portrait decoded, audio decoded, the reviewed video decoded in full, FVD
+   reference and baseline present), the signing credentials, the ledger (if it exists) and ``--out`` are checked.
+   Nothing has been written: an error here (exit 2/4/5, or 74 for an output place that cannot be written) leaves
+   no directory and no ledger behind.
+2. The output directories and, if absent, the ledger are created; interrupted runs are finished or rolled back
+   (``gate.staging.recover``); this run's marked, locked staging directory is made.
+3. In staging: the watermarked video, measurement, decision, the signed manifest verified from disk, then the record
+   and every report (record.json, report.html, junit.xml, summary.md, report.pdf). Any failure up to here rolls the
+   run back: its staging directory is removed, nothing is recorded or released.
+4. The ledger row is appended (one SQLite transaction): the commit point.
+5. ``record.json`` gets its ledger entry (one small write), and one atomic rename makes the staging directory
+   ``released/<run_id>`` or ``quarantine/<run_id>``. A failure here (disk full, a kill) leaves a recorded run in
+   staging: the next run in the same ``out_dir`` publishes it (recovery does only steps 5's small write and
+   rename), and this run exits 74 naming the path — never with a verdict.
+
+So a row that says "released" exists only for a video that is in ``released/`` once recovery has run, a video is
+never in ``released/`` without its record and reports, and the ledger only ever holds complete rows.
+
+Test hook: ``HALLO3_GATE_TEST_KILL_AT=<stage>`` (read here only) makes the process SIGKILL itself at that stage, one
+of ``KILL_STAGES``; the crash-safety tests use it. It is never set in normal use; an unknown stage is a usage error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import secrets
-import shutil
+import signal
+import stat
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,28 +47,52 @@ import numpy as np
 
 from gate import media
 from gate import policy as policy_mod
-from gate.ledger import Ledger
+from gate.ledger import Ledger, default_path
 from gate.measure import MeasureOutcome, measure_candidate
+from gate.staging import (
+    VIDEO_NAME,
+    Layout,
+    check_layout,
+    check_run_id,
+    complete_record,
+    discard,
+    file_kind,
+    make_layout,
+    new_staging,
+    publish,
+    recover,
+    remove_if_empty,
+)
 from gate.stamp import encode_watermarked, sign_and_verify
 from provenance import watermark
 from provenance.c2pa import ingredient_mime
-from provenance.keys import SignerConfig, load_signer
+from provenance.keys import SignerConfig, SignerHandle, load_signer
 from provenance.verify import VerifyReport
 from reports import schema as S
-from reports.atomic import write_text_atomic
 from reports.environment import collect_environment
-from reports.errors import ExitCode, Hallo3Error, InputError, ProvenanceError, UsageError
+from reports.errors import ExitCode, Hallo3Error, InputError, OutputError, ProvenanceError, UsageError
 from reports.keyframes import make_keyframes
-from reports.write import write_reports
+from reports.markdown import append_step_summary
+from reports.pdf import html_to_pdf
+from reports.write import REPORT_FILES, write_reports
 
-VIDEO_NAME = "video.mp4"
-RECORD_NAME = "record.json"
-LOCK_NAME = ".lock"
+RECORD_NAME = REPORT_FILES["json"]
+KILL_ENV = "HALLO3_GATE_TEST_KILL_AT"
+KILL_STAGES = (
+    "after_encode",  # the watermarked video is in staging
+    "after_sign",  # the manifest is signed and verified from disk
+    "mid_report",  # record.json, report.html, junit.xml, summary.md written; report.pdf not yet
+    "after_report",  # every report written; no ledger row yet
+    "after_ledger_append",  # the row is committed; record.json has no ledger entry yet; nothing published
+    "mid_publish",  # record.json complete; the rename into released/ or quarantine/ not yet done
+)
 Progress = Callable[[str], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunRequest:
+    """What the caller asks for (the CLI's arguments)."""
+
     mode: str  # "generate" | "review"
     out_dir: Path
     portrait: Path
@@ -73,7 +111,64 @@ class RunRequest:
     fvd_reference: Path | None = None
     baseline_dir: Path | None = None
     run_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run works from, validated before anything is written (``prepare``)."""
+
+    request: RunRequest
+    run_id: str
+    policy: policy_mod.Policy
+    signer: SignerHandle
+    portrait: Path
+    reference_rgb: np.ndarray
+    audio_path: Path
+    speech: tuple[np.ndarray, int]  # the --audio file, decoded (mono float32, sample rate)
+    video_in: Path | None  # review mode: the reviewed file ...
+    reviewed: media.Media | None  # ... decoded in full
+    fvd_reference: Path | None
+    baseline: dict[str, float] | None  # means of the baseline run's metrics, when regression limits apply
+    layout: Layout
+    ledger_path: Path
+    kill_at: str | None  # the test hook's stage, if set
+
+    @property
+    def mode(self) -> str:
+        return self.request.mode
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the run made in staging, up to and including the signed manifest."""
+
+    created_at: dt.datetime
+    generator: S.GeneratorInfo
+    weights: list[dict[str, Any]]  # reports.schema.WeightRef fields of every weight file used
+    payload: bytes
+    video: Path  # staging/<run_id>/video.mp4
+    clip: media.Media  # the encoded candidate as decoded for measurement
+    measured: MeasureOutcome
+    results: list[policy_mod.CheckResult]
+    decision: policy_mod.Decision
+    verify_report: VerifyReport | None
+    provenance_reason: str | None  # why signing/verification failed (the run is then quarantined, exit 5)
+
+    @property
+    def released(self) -> bool:
+        return self.decision.released and self.provenance_reason is None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PROVENANCE if self.provenance_reason else self.decision.exit_code
+
+    @property
+    def reasons(self) -> list[str]:
+        return [*self.decision.reasons, *([self.provenance_reason] if self.provenance_reason else [])]
+
+    @property
+    def label(self) -> str:
+        return "released" if self.released else "quarantined"
 
 
 @dataclass(frozen=True)
@@ -87,6 +182,17 @@ class RunOutcome:
         return self.directory / VIDEO_NAME
 
 
+@dataclass
+class _Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+    clock: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self.clock, 4)
+        self.clock = now
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -96,193 +202,260 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
-# --- staging, locking, recovery -------------------------------------------------------------------------------------
+def _kill_point(inputs: RunInputs, stage: str) -> None:
+    """The crash-test hook: SIGKILL this process at ``stage`` when ``HALLO3_GATE_TEST_KILL_AT`` names it."""
+    if inputs.kill_at == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def _new_staging(staging_root: Path, run_id: str) -> Iterator[Path]:
-    """Create ``staging_root/run_id`` already locked, and hold the lock while the run works in it.
-
-    The directory is made under a hidden name, locked, then renamed into place, so a concurrent ``recover`` never
-    sees it unlocked (the kernel releases the lock if the process dies; the lock follows the renamed directory).
-    """
-    hidden = staging_root / f".new-{run_id}"
-    hidden.mkdir(parents=True)
-    fd = os.open(hidden / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        staging = staging_root / run_id
-        os.rename(hidden, staging)
-        yield staging
-    finally:
-        os.close(fd)
-
-
-def _try_lock(directory: Path) -> int | None:
-    try:
-        fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _final_dir(out_dir: Path, decision: str, run_id: str) -> Path:
-    return out_dir / ("released" if decision == "released" else "quarantine") / run_id
-
-
-def _publish(staging: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, final)  # one atomic step: the video and its record arrive together
-    with contextlib.suppress(FileNotFoundError):
-        (final / LOCK_NAME).unlink()
-    _fsync_dir(final.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def recover(out_dir: Path, ledger: Ledger) -> list[str]:
-    """Finish or remove staging directories left by runs that died. Returns a line per directory handled."""
-    notes: list[str] = []
-    staging_root = out_dir / "staging"
-    if not staging_root.is_dir():
-        return notes
-    for d in sorted(p for p in staging_root.iterdir() if p.is_dir()):
-        fd = _try_lock(d)
-        if fd is None:
-            continue  # a live run holds it
-        try:
-            if d.name.startswith(".new-"):  # died between creating and naming its staging directory
-                shutil.rmtree(d)
-                continue
-            row = ledger.find_by_run(d.name)
-            if row is None:
-                shutil.rmtree(d)
-                notes.append(f"{d.name}: removed an incomplete run (no ledger row; nothing was released)")
-                continue
-            record = S.GateRecord.from_json(row.record_json).with_ledger(
-                S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=str(ledger.path))
-            )
-            write_reports(record, d, step_summary=False)
-            final = _final_dir(out_dir, row.decision, d.name)
-            if not final.exists():
-                _publish(d, final)
-                notes.append(f"{d.name}: finished an interrupted run ({row.decision})")
-        finally:
-            os.close(fd)
-    return notes
-
-
-# --- inputs ---------------------------------------------------------------------------------------------------------
-
-
-def _file_ref(path: Path, media_type: str | None = None) -> S.FileRef:
-    try:
-        mt = media_type or ingredient_mime(path)
-    except Hallo3Error:
-        mt = "application/octet-stream"
-    return S.FileRef.from_path(path, mt)
+# --- 1. prepare: validate everything, write nothing -----------------------------------------------------------------
 
 
 def _require_file(path: Path | None, what: str) -> Path:
+    """An existing regular file (a FIFO or device is refused without opening it)."""
     if path is None:
         raise UsageError(what, "is required")
-    if not Path(path).is_file():
-        raise InputError(str(path), f"{what} must be an existing file", "not found")
-    return Path(path)
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise InputError(str(p), f"{what} must be an existing file", "not found") from None
+    except OSError as exc:
+        raise InputError(str(p), f"{what} must be a readable file", exc.strerror) from None
+    if not stat.S_ISREG(mode):
+        raise InputError(str(p), f"{what} must be a regular file", file_kind(mode))
+    return p
 
 
-# --- the run --------------------------------------------------------------------------------------------------------
+def _check_kill_hook() -> str | None:
+    stage = os.environ.get(KILL_ENV) or None
+    if stage is not None and stage not in KILL_STAGES:
+        raise UsageError(KILL_ENV, f"test hook must name a stage: {', '.join(KILL_STAGES)}", stage)
+    return stage
+
+
+def _fvd_reference(req: RunRequest, pol: policy_mod.Policy) -> Path | None:
+    if req.fvd_reference is not None:
+        return _require_file(req.fvd_reference, "--fvd-reference")
+    refs = [c for c in pol.checks if c.metric == "fvd" and c.reference_set]
+    if not refs:
+        return None
+    return _require_file(Path(str(refs[0].reference_set)), f"{pol.path}: checks.{refs[0].name}.reference_set")
+
+
+def _baseline(req: RunRequest, pol: policy_mod.Policy) -> dict[str, float] | None:
+    source = req.baseline_dir or (pol.regression.baseline if pol.regression else None)
+    return baseline_means(Path(source)) if source is not None else None
+
+
+def _check_generator(req: RunRequest) -> None:
+    from gate import backends
+
+    if req.backend not in backends.NAMES:
+        raise UsageError("--backend", f"must be one of {', '.join(backends.NAMES)}", repr(req.backend))
+    if req.backend == "hallo3":
+        if req.model_dir is None:
+            raise UsageError(
+                "--model", "the hallo3 backend needs the weights directory (official release or converted)"
+            )
+        if not Path(req.model_dir).is_dir():
+            raise UsageError("--model", "must be a directory", str(req.model_dir))
+
+
+def _check_ledger(path: Path) -> None:
+    """An existing ledger must be one (read-only check); an absent one must be creatable later."""
+    if os.path.lexists(path):
+        Ledger(path)
+        return
+    parent = Path(os.path.abspath(path)).parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(str(path), "a new ledger must be creatable here", f"{parent} is not writable")
+
+
+def prepare(req: RunRequest) -> RunInputs:
+    """Check the request completely; return the validated inputs. Writes nothing, whatever it raises."""
+    if req.mode not in {"generate", "review"}:
+        raise UsageError("mode", "must be generate or review", req.mode)
+    kill_at = _check_kill_hook()
+    run_id = check_run_id(req.run_id) if req.run_id is not None else new_run_id()
+    pol = policy_mod.load(req.policy_path)
+    if not 0 <= req.crf <= 51:
+        raise UsageError("--crf", "must be an H.264 CRF between 0 and 51", req.crf)
+    if req.mode == "generate":
+        _check_generator(req)
+    portrait = _require_file(req.portrait, "--reference/--portrait")
+    audio_path = _require_file(req.audio, "--audio")
+    video_in = _require_file(req.video, "VIDEO") if req.mode == "review" else None
+    for ingredient in (portrait, audio_path):  # signed into the manifest at the end: refuse now, not after the work
+        ingredient_mime(ingredient)
+    fvd_reference = _fvd_reference(req, pol)
+    baseline = _baseline(req, pol)
+    ledger_path = Path(req.ledger_path) if req.ledger_path is not None else default_path()
+    _check_ledger(ledger_path)
+    layout = check_layout(Path(req.out_dir))
+    signer = load_signer(req.signer or SignerConfig.from_env())
+    reference_rgb = media.read_image(portrait)  # decoding last: the cheap checks answer first
+    speech = media.read_audio(audio_path)
+    reviewed = media.read_video(video_in) if video_in is not None else None
+    return RunInputs(
+        request=req,
+        run_id=run_id,
+        policy=pol,
+        signer=signer,
+        portrait=portrait,
+        reference_rgb=reference_rgb,
+        audio_path=audio_path,
+        speech=speech,
+        video_in=video_in,
+        reviewed=reviewed,
+        fvd_reference=fvd_reference,
+        baseline=baseline,
+        layout=layout,
+        ledger_path=ledger_path,
+        kill_at=kill_at,
+    )
+
+
+# --- 2-5. the run ---------------------------------------------------------------------------------------------------
 
 
 def run(req: RunRequest, progress: Progress | None = None) -> RunOutcome:
     say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[stage] = round(now - clock, 4)
-        clock = now
-
-    # 0. configuration, credentials and inputs are checked before any work (exit 2 / 5 / 4, nothing written)
-    if req.mode not in {"generate", "review"}:
-        raise UsageError("mode", "must be generate or review", req.mode)
-    pol = policy_mod.load(req.policy_path)
-    portrait = _require_file(req.portrait, "--reference/--portrait")
-    audio_path = _require_file(req.audio, "--audio")
-    video_in = _require_file(req.video, "VIDEO") if req.mode == "review" else None
-    signer = load_signer(req.signer or SignerConfig.from_env())
-    reference_rgb = media.read_image(portrait)
-    ledger = Ledger(req.ledger_path)
-    out_dir = Path(req.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for note in recover(out_dir, ledger):
+    timer = _Timer()
+    inputs = prepare(req)
+    ledger = _open_outputs(inputs)
+    for note in recover(inputs.layout, ledger):
         say(note)
-    lap("prepare")
+    timer.lap("prepare")
+    with new_staging(inputs.layout, inputs.run_id, ledger.path) as staging:
+        decision = _work_and_record(inputs, ledger, staging, timer, say)
+        final = inputs.layout.final_dir(decision, inputs.run_id)
+        record = _publish(inputs, ledger, staging, final, decision)
+    say(f"{record.decision}: {final / VIDEO_NAME}")
+    _append_step_summary(record, final)
+    return RunOutcome(record, final, ExitCode(record.exit_code))
 
-    run_id = req.run_id or new_run_id()
-    staging = out_dir / "staging" / run_id
+
+def _open_outputs(inputs: RunInputs) -> Ledger:
+    """The first writes: the output directories, then the ledger if it does not exist (undone if that fails)."""
+    created = make_layout(inputs.layout)
     try:
-        with _new_staging(out_dir / "staging", run_id):
-            return _run_locked(
-                req,
-                pol,
-                signer,
-                reference_rgb,
-                portrait,
-                audio_path,
-                video_in,
-                ledger,
-                out_dir,
-                run_id,
-                staging,
-                timings,
-                lap,
-                say,
-            )
+        return Ledger(inputs.ledger_path, create=True)
     except BaseException:
-        # nothing reached the ledger: the staged work never left the system
-        if staging.exists() and ledger.find_by_run(run_id) is None:
-            shutil.rmtree(staging, ignore_errors=True)
+        remove_if_empty(created)
         raise
 
 
-def _produce(req: RunRequest, reference_rgb: np.ndarray, audio_path: Path, video_in: Path | None, say: Progress):
+def _work_and_record(inputs: RunInputs, ledger: Ledger, staging: Path, timer: _Timer, say: Progress) -> str:
+    """Steps 3-4: everything in staging, then the ledger row; returns the decision recorded. Any failure before the
+    row rolls the run back (an ``OSError`` becomes an ``OutputError`` saying so)."""
+    try:
+        candidate = _make_candidate(inputs, staging, timer, say)
+        final = inputs.layout.final_dir(candidate.label, inputs.run_id)
+        record = build_record(inputs, candidate, final, timer.timings)
+        say("writing the record and the reports")
+        _write_reports(inputs, record, staging)
+        timer.lap("record_report")
+        _kill_point(inputs, "after_report")
+        ledger.append(
+            run_id=inputs.run_id,
+            created_at=record.created_at.isoformat(),
+            decision=record.decision,
+            output_path=str(final / VIDEO_NAME),
+            output_sha256=record.output.sha256,
+            payload_hex=candidate.payload.hex(),
+            record_json=record.to_json(),
+        )
+    except BaseException as exc:
+        if _roll_back(ledger, inputs.run_id, staging) and isinstance(exc, OSError):
+            path = exc.filename or staging
+            raise OutputError(
+                str(path), "gate outputs must be writable; nothing was recorded or released", exc.strerror
+            ) from None
+        raise
+    _kill_point(inputs, "after_ledger_append")
+    return record.decision
+
+
+def _roll_back(ledger: Ledger, run_id: str, staging: Path) -> bool:
+    """Remove the staging directory of a run that has no ledger row; True if it was rolled back. With a row (the
+    append committed before the failure), or if the ledger cannot be read, the directory stays for recovery."""
+    try:
+        if ledger.find_by_run(run_id) is not None:
+            return False
+    except Hallo3Error:
+        return False
+    with contextlib.suppress(OSError):
+        discard(staging)
+    return True
+
+
+def _publish(inputs: RunInputs, ledger: Ledger, staging: Path, final: Path, decision: str) -> S.GateRecord:
+    """Step 5: the ledger entry into record.json, one rename; returns the complete record. After the row, a failure
+    is an I/O error (74) that the next run's recovery completes — never a verdict."""
+    try:
+        row = ledger.find_by_run(inputs.run_id)
+        if row is None:  # cannot happen after a committed append; refuse rather than publish unrecorded
+            raise OutputError(str(ledger.path), "the run's ledger row must be readable after the append", "none")
+        record = complete_record(staging, row, ledger.path)
+        _kill_point(inputs, "mid_publish")
+        publish(staging, final)
+    except (OSError, Hallo3Error) as exc:
+        why = exc.one_line() if isinstance(exc, Hallo3Error) else f"{exc.filename or staging}: {exc.strerror}"
+        raise OutputError(
+            str(staging),
+            f"run {inputs.run_id} is recorded in the ledger as {decision} but could not be published; "
+            f"the next gate run with --out {inputs.layout.out_dir} publishes it",
+            why,
+        ) from None
+    return record
+
+
+def _append_step_summary(record: S.GateRecord, final: Path) -> None:
+    try:
+        append_step_summary(record)
+    except OSError as exc:
+        raise OutputError(
+            str(exc.filename or "$GITHUB_STEP_SUMMARY"),
+            f"the step summary could not be appended; the run was published as {record.decision} in {final}",
+            exc.strerror,
+        ) from None
+
+
+def _write_reports(inputs: RunInputs, record: S.GateRecord, staging: Path) -> None:
+    """Every report, into staging, before the ledger row: the PDF (the slow one) last, from the HTML just written."""
+    paths = write_reports(record, staging, pdf=False, step_summary=False)
+    _kill_point(inputs, "mid_report")
+    html_to_pdf(paths["html"].read_text(encoding="utf-8"), staging / REPORT_FILES["pdf"])
+
+
+# --- 3. the work in staging -----------------------------------------------------------------------------------------
+
+
+def _frames(inputs: RunInputs, say: Progress):
     """Frames, fps, audio and generator info: from a backend (generate) or from the reviewed file (review)."""
     from gate import backends
 
-    if req.mode == "review":
-        assert video_in is not None  # checked by run()
-        say(f"reading {video_in}")
-        clip = media.read_video(video_in)
+    if inputs.reviewed is not None:
+        clip = inputs.reviewed
         if clip.audio is not None and clip.sample_rate:
             audio, sr, audio_source = clip.audio, clip.sample_rate, "the reviewed video's own audio track"
         else:
-            audio, sr = media.read_audio(audio_path)
-            audio_source = f"{audio_path} (the reviewed video has no audio track)"
+            (audio, sr), audio_source = inputs.speech, f"{inputs.audio_path} (the reviewed video has no audio track)"
         gen = S.GeneratorInfo(
             backend="external",
             model_name="unknown (review mode)",
-            config={"reviewed_video": str(video_in), "audio_source": audio_source},
+            config={"reviewed_video": str(inputs.video_in), "audio_source": audio_source},
         )
         return clip.frames, clip.fps, audio, sr, gen, []
+    req = inputs.request
     say(f"generating with backend {req.backend}")
-    audio, sr = media.read_audio(audio_path)
+    audio, sr = inputs.speech
     out, info, weights_used = backends.generate(
         req.backend,
-        reference_rgb,
+        inputs.reference_rgb,
         audio,
         sr,
         prompt=req.prompt or "",
@@ -293,49 +466,50 @@ def _produce(req: RunRequest, reference_rgb: np.ndarray, audio_path: Path, video
     return out.frames, out.fps, out.audio, out.sample_rate, info, weights_used
 
 
-def _run_locked(
-    req, pol, signer, reference_rgb, portrait, audio_path, video_in, ledger, out_dir, run_id, staging, timings, lap, say
-) -> RunOutcome:
+def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progress) -> Candidate:
     created_at = _now()
-    # 1. generate / read
-    frames, fps, audio, sr, gen_info, weights_used = _produce(req, reference_rgb, audio_path, video_in, say)
-    lap("generate" if req.mode == "generate" else "read")
+    if inputs.reviewed is not None:
+        say(f"reading {inputs.video_in}")
+    frames, fps, audio, sr, gen_info, weights_used = _frames(inputs, say)
+    timer.lap("generate" if inputs.mode == "generate" else "read")
 
-    # 2-3. watermark every frame with a payload naming this output, encode into staging
+    # watermark every frame with a payload naming this output, encode into staging
     payload = watermark.new_payload()
-    candidate = staging / VIDEO_NAME
+    video = staging / VIDEO_NAME
     say(f"watermarking {len(frames)} frames and encoding")
-    encode_watermarked(frames, fps, audio, sr, candidate, payload=payload, crf=req.crf)
+    encode_watermarked(frames, fps, audio, sr, video, payload=payload, crf=inputs.request.crf)
     del frames
-    lap("watermark_encode")
+    timer.lap("watermark_encode")
+    _kill_point(inputs, "after_encode")
 
-    # 4. measure the encoded candidate: what is released is what is measured
+    # measure the encoded candidate: what is released is what is measured
     say("measuring the encoded candidate")
-    clip = media.read_video(candidate)
-    measured: MeasureOutcome = measure_candidate(
+    pol = inputs.policy
+    clip = media.read_video(video)
+    measured = measure_candidate(
         clip.frames,
         clip.fps,
         clip.audio,
         clip.sample_rate,
-        reference_rgb,
+        inputs.reference_rgb,
         needed=pol.metrics_needed(),
-        fvd_reference=req.fvd_reference or _fvd_reference(pol),
+        fvd_reference=inputs.fvd_reference,
+        allow_unpinned=pol.allow_unpinned_weights,
     )
     weights_used = [*weights_used, *measured.weights]
-    lap("measure")
+    timer.lap("measure")
 
-    # 5. decide
+    # decide
     results = policy_mod.evaluate(pol, measured.measurements)
-    if req.baseline_dir is not None or (pol.regression and pol.regression.baseline):
-        baseline = baseline_means(Path(req.baseline_dir or pol.regression.baseline))  # type: ignore[union-attr]
-        results += policy_mod.regression_checks(pol, measured.measurements, baseline)
-    decision = policy_mod.decide(results)
-    lap("decide")
+    if inputs.baseline is not None:
+        results += policy_mod.regression_checks(pol, measured.measurements, inputs.baseline)
+    decision = policy_mod.decide(results, measured.refused_weights)
+    timer.lap("decide")
 
-    # 6-7. sign last, verify from disk (a provenance failure quarantines: the claim could not be proven)
-    final = _final_dir(out_dir, decision.label, run_id)
+    # sign last, verify from disk (a provenance failure quarantines: the claim could not be proven)
+    say("signing the C2PA manifest and verifying from disk")
     gate_results = {
-        "run_id": run_id,
+        "run_id": inputs.run_id,
         "decision": decision.label,
         "reasons": list(decision.reasons),
         "policy": {"name": pol.name, "version": pol.version, "sha256": pol.sha256},
@@ -344,78 +518,38 @@ def _run_locked(
         "model": gen_info.model_dump(mode="json", include={"backend", "model_name", "seed", "model_sha256"}),
         "weights": {w["name"]: w["sha256"] for w in weights_used},
     }
-    say("signing the C2PA manifest and verifying from disk")
     verify_report: VerifyReport | None = None
     provenance_reason = None
     try:
         _, verify_report = sign_and_verify(
-            candidate,
-            signer=signer,
-            portrait=portrait,
-            audio_path=audio_path,
+            video,
+            signer=inputs.signer,
+            portrait=inputs.portrait,
+            audio_path=inputs.audio_path,
             payload=payload,
             gate_results=gate_results,
-            trust_anchors_pem=req.trust_anchors_pem,
-            title=f"hallo3-gate {run_id}",
+            trust_anchors_pem=inputs.request.trust_anchors_pem,
+            title=f"hallo3-gate {inputs.run_id}",
             generator={"name": f"{gen_info.backend}: {gen_info.model_name}", "version": _version()},
         )
     except ProvenanceError as exc:  # signing failed, or the signed file did not verify from disk
         provenance_reason = f"provenance: {exc.one_line()}"
         verify_report = getattr(exc, "report", None)  # what verification found, when it got that far
-    lap("sign_verify")
-
-    exit_code = decision.exit_code
-    reasons = list(decision.reasons)
-    released = decision.released
-    if provenance_reason:
-        released, exit_code = False, ExitCode.PROVENANCE
-        reasons.append(provenance_reason)
-        final = _final_dir(out_dir, "quarantined", run_id)
-
-    # 8. record, reports, ledger
-    record = build_record(
-        req=req,
-        run_id=run_id,
+    timer.lap("sign_verify")
+    _kill_point(inputs, "after_sign")
+    return Candidate(
         created_at=created_at,
-        released=released,
-        exit_code=exit_code,
-        reasons=reasons,
-        portrait=portrait,
-        audio_path=audio_path,
-        video_in=video_in,
-        candidate=candidate,
-        final=final,
+        generator=gen_info,
+        weights=weights_used,
+        payload=payload,
+        video=video,
         clip=clip,
-        gen_info=gen_info,
-        weights_used=weights_used,
         measured=measured,
         results=results,
-        payload=payload,
+        decision=decision,
         verify_report=verify_report,
         provenance_reason=provenance_reason,
-        pol=pol,
-        timings=timings,
     )
-    write_text_atomic(staging / RECORD_NAME, record.to_json())
-    row = ledger.append(
-        run_id=run_id,
-        created_at=record.created_at.isoformat(),
-        decision=record.decision,
-        output_path=str(final / VIDEO_NAME),
-        output_sha256=record.output.sha256,
-        payload_hex=payload.hex(),
-        record_json=record.to_json(),
-    )
-    record = record.with_ledger(
-        S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=str(ledger.path))
-    )
-    write_reports(record, staging)
-    lap("record_report")
-
-    # 9. release or quarantine: one atomic rename
-    _publish(staging, final)
-    say(f"{record.decision}: {final / VIDEO_NAME}")
-    return RunOutcome(record, final, ExitCode(record.exit_code))
 
 
 def _version() -> str:
@@ -427,11 +561,6 @@ def _version() -> str:
         return "unknown"
 
 
-def _fvd_reference(pol: policy_mod.Policy) -> Path | None:
-    refs = [c.reference_set for c in pol.checks if c.metric == "fvd" and c.reference_set]
-    return Path(refs[0]) if refs else None
-
-
 def baseline_means(run_dir: Path) -> dict[str, float]:
     """Mean of every measured metric over the records found under a baseline run directory."""
     values: dict[str, list[float]] = {}
@@ -439,11 +568,25 @@ def baseline_means(run_dir: Path) -> dict[str, float]:
     if not records:
         raise UsageError(str(run_dir), "baseline directory must contain gate records (record.json)", "none found")
     for p in records:
-        rec = S.GateRecord.from_json(p.read_text())
+        try:
+            rec = S.GateRecord.from_json(p.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise InputError(str(p), "baseline record must be a readable gate record", type(exc).__name__) from None
         for m in rec.measurements:
             if m.value is not None:
                 values.setdefault(m.name, []).append(m.value)
     return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+# --- the record -----------------------------------------------------------------------------------------------------
+
+
+def _file_ref(path: Path, media_type: str | None = None) -> S.FileRef:
+    try:
+        mt = media_type or ingredient_mime(path)
+    except Hallo3Error:
+        mt = "application/octet-stream"
+    return S.FileRef.from_path(path, mt)
 
 
 def _series(values: list[float | None] | None, label: str, fps: float) -> S.Series | None:
@@ -452,31 +595,57 @@ def _series(values: list[float | None] | None, label: str, fps: float) -> S.Seri
     return S.Series(label=label, values=values, fps=fps)
 
 
-def build_record(
-    *,
-    req,
-    run_id,
-    created_at,
-    released,
-    exit_code,
-    reasons,
-    portrait,
-    audio_path,
-    video_in,
-    candidate,
-    final,
-    clip,
-    gen_info,
-    weights_used,
-    measured,
-    results,
-    payload,
-    verify_report,
-    provenance_reason,
-    pol,
-    timings,
-) -> S.GateRecord:
-    out_ref = _file_ref(candidate, "video/mp4")
+def _watermark_record(candidate: Candidate) -> S.WatermarkRecord:
+    payload = candidate.payload
+    wm = candidate.verify_report.watermark if candidate.verify_report is not None else None
+    wm_detail = wm.detail if wm is not None else {}
+    per_frame = wm_detail.get("bit_accuracy") if isinstance(wm_detail, dict) else None
+    return S.WatermarkRecord(
+        method=watermark.METHOD,
+        payload=payload.hex(),
+        payload_bits=len(payload) * 8,
+        decoded_payload=wm.payload_hex if wm is not None else None,
+        match=(wm.payload_hex == payload.hex()) if wm is not None else None,
+        confidence=wm.confidence if wm is not None else None,
+        bit_accuracy=float(np.mean(per_frame)) if per_frame else None,
+        bit_accuracy_per_frame=S.Series(
+            label="bit accuracy per decoded frame (the decoder samples a subset)", values=per_frame
+        )
+        if per_frame
+        else None,
+        frames_embedded=int(candidate.clip.frames.shape[0]),
+        frames_decoded=wm.frames_decoded if wm is not None else None,
+        reason=candidate.provenance_reason,
+    )
+
+
+def _provenance_record(candidate: Candidate) -> S.ProvenanceRecord:
+    report = candidate.verify_report
+    if report is None:
+        return S.ProvenanceRecord(manifest_state="NotChecked", verified=False, reason=candidate.provenance_reason)
+    man = report.manifest
+    leaf = man.signer_chain[0] if man.signer_chain else {}
+    generators = [f"{g.get('name')} {g.get('version', '')}".strip() for g in man.claim_generator]
+    return S.ProvenanceRecord(
+        manifest_state=man.state or "Absent",
+        failures=list(man.failure_codes),
+        manifest_label=man.active_label,
+        claim_generator=", ".join(generators) or None,
+        signer_subject=leaf.get("subject") or man.signature.get("common_name"),
+        signer_issuer=leaf.get("issuer") or man.signature.get("issuer"),
+        signing_alg=man.signature.get("alg"),
+        assertions=sorted(man.assertions),
+        ingredients=[str(i.get("title")) for i in man.ingredients],
+        soft_binding_alg=man.soft_binding.alg if man.soft_binding else None,
+        soft_binding_payload=man.soft_binding.payload_hex if man.soft_binding else None,
+        watermark_agrees=report.agreement,
+        verified=report.verified,
+    )
+
+
+def build_record(inputs: RunInputs, candidate: Candidate, final: Path, timings: dict[str, float]) -> S.GateRecord:
+    """The audit record of a run (without its ledger entry: that is added once the row exists)."""
+    clip, measured, pol = candidate.clip, candidate.measured, inputs.policy
     measurements = [
         S.MeasurementRecord.from_measurement(
             m, series=_series(measured.series.get(m.name), measured.series_labels.get(m.name, m.name), clip.fps)
@@ -494,88 +663,43 @@ def build_record(
             required=r.required,
             message=r.message,
         )
-        for r in results
+        for r in candidate.results
     ]
-    wm = verify_report.watermark if verify_report is not None else None
-    wm_detail = wm.detail if wm is not None else {}
-    per_frame = wm_detail.get("bit_accuracy") if isinstance(wm_detail, dict) else None
-    watermark_rec = S.WatermarkRecord(
-        method=watermark.METHOD,
-        payload=payload.hex(),
-        payload_bits=len(payload) * 8,
-        decoded_payload=wm.payload_hex if wm is not None else None,
-        match=(wm.payload_hex == payload.hex()) if wm is not None else None,
-        confidence=wm.confidence if wm is not None else None,
-        bit_accuracy=float(np.mean(per_frame)) if per_frame else None,
-        bit_accuracy_per_frame=S.Series(
-            label="bit accuracy per decoded frame (the decoder samples a subset)", values=per_frame
-        )
-        if per_frame
-        else None,
-        frames_embedded=int(clip.frames.shape[0]),
-        frames_decoded=wm.frames_decoded if wm is not None else None,
-        reason=provenance_reason,
-    )
-    if verify_report is not None:
-        man = verify_report.manifest
-        leaf = man.signer_chain[0] if man.signer_chain else {}
-        generators = [f"{g.get('name')} {g.get('version', '')}".strip() for g in man.claim_generator]
-        prov = S.ProvenanceRecord(
-            manifest_state=man.state or "Absent",
-            failures=list(man.failure_codes),
-            manifest_label=man.active_label,
-            claim_generator=", ".join(generators) or None,
-            signer_subject=leaf.get("subject") or man.signature.get("common_name"),
-            signer_issuer=leaf.get("issuer") or man.signature.get("issuer"),
-            signing_alg=man.signature.get("alg"),
-            assertions=sorted(man.assertions),
-            ingredients=[str(i.get("title")) for i in man.ingredients],
-            soft_binding_alg=man.soft_binding.alg if man.soft_binding else None,
-            soft_binding_payload=man.soft_binding.payload_hex if man.soft_binding else None,
-            watermark_agrees=verify_report.agreement,
-            verified=verify_report.verified,
-        )
-    else:
-        prov = S.ProvenanceRecord(manifest_state="NotChecked", verified=False, reason=provenance_reason)
-    inputs = S.Inputs(
-        portrait=_file_ref(portrait),
-        audio=_file_ref(audio_path),
-        video=_file_ref(video_in, "video/x-unknown") if video_in is not None else None,
-        prompt=req.prompt,
+    inputs_rec = S.Inputs(
+        portrait=_file_ref(inputs.portrait),
+        audio=_file_ref(inputs.audio_path),
+        video=_file_ref(inputs.video_in, "video/x-unknown") if inputs.video_in is not None else None,
+        prompt=inputs.request.prompt,
     )
     output = S.Output(
-        **{**out_ref.model_dump(), "path": str(final / VIDEO_NAME)},
-        staging_path=str(candidate),
+        **{**_file_ref(candidate.video, "video/mp4").model_dump(), "path": str(final / VIDEO_NAME)},
+        staging_path=str(candidate.video),
         width=int(clip.frames.shape[2]),
         height=int(clip.frames.shape[1]),
         fps=float(clip.fps),
         frames=int(clip.frames.shape[0]),
         duration_s=float(clip.frames.shape[0] / clip.fps),
     )
-    gen = gen_info
-    if weights_used:
-        gen = gen.model_copy(update={"weight_hashes": {w["name"]: w["sha256"] for w in weights_used}})
+    gen = candidate.generator
+    if candidate.weights:
+        gen = gen.model_copy(update={"weight_hashes": {w["name"]: w["sha256"] for w in candidate.weights}})
     return S.GateRecord(
-        run_id=run_id,
-        created_at=created_at,
-        mode=req.mode,
-        decision="released" if released else "quarantined",
-        exit_code=int(exit_code),
-        reasons=reasons,
-        inputs=inputs,
+        run_id=inputs.run_id,
+        created_at=candidate.created_at,
+        mode=inputs.mode,
+        decision=candidate.label,
+        exit_code=int(candidate.exit_code),
+        reasons=candidate.reasons,
+        inputs=inputs_rec,
         output=output,
         generator=gen,
-        weights=[S.WeightRef(**{k: w[k] for k in ("name", "path", "sha256", "size", "licence")}) for w in weights_used],
+        weights=[S.WeightRef(**w) for w in candidate.weights],
         measurements=measurements,
         checks=checks,
-        watermark=watermark_rec,
-        provenance=prov,
-        policy=S.PolicyRecord(name=pol.name, path=pol.path, sha256=pol.sha256, content=_policy_content(pol)),
+        watermark=_watermark_record(candidate),
+        provenance=_provenance_record(candidate),
+        policy=S.PolicyRecord(name=pol.name, path=pol.path, sha256=pol.sha256, content=tomllib.loads(pol.source)),
         timings=dict(timings),
         environment=collect_environment(),
         keyframes=make_keyframes(clip.frames, clip.fps, count=6),
     )
-
-
-def _policy_content(pol: policy_mod.Policy) -> dict[str, Any]:
-    return tomllib.loads(pol.source)

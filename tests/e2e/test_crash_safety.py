@@ -81,7 +81,7 @@ def test_sigkill_never_leaves_a_release_without_its_record(e2e_inputs, tmp_path)
     out = tmp_path / "out"
     policy = tmp_path / "technical.toml"
     policy.write_text(TECH_POLICY)
-    ledger = Ledger(e2e_inputs.env["HALLO3_GATE_LEDGER"].replace("ledger.sqlite", "crash-ledger.sqlite"))
+    ledger = Ledger(e2e_inputs.env["HALLO3_GATE_LEDGER"].replace("ledger.sqlite", "crash-ledger.sqlite"), create=True)
     inputs = type(e2e_inputs)(
         **{**e2e_inputs.__dict__, "env": {**e2e_inputs.env, "HALLO3_GATE_LEDGER": str(ledger.path)}}
     )
@@ -116,7 +116,7 @@ def test_eight_concurrent_runs_give_eight_rows_and_a_valid_chain(e2e_inputs, tmp
     out = tmp_path / "out"
     policy = tmp_path / "technical.toml"
     policy.write_text(TECH_POLICY)
-    ledger = Ledger(tmp_path / "concurrent-ledger.sqlite")
+    ledger = Ledger(tmp_path / "concurrent-ledger.sqlite", create=True)
     inputs = type(e2e_inputs)(
         **{**e2e_inputs.__dict__, "env": {**e2e_inputs.env, "HALLO3_GATE_LEDGER": str(ledger.path)}}
     )

@@ -217,3 +217,16 @@ def test_decide_refuses_results_without_a_required_check():
     advisory = policy.CheckResult("a", "sync_d", "<=", 9.0, 8.0, "pass", False, "ok")
     with pytest.raises(ValueError, match="required"):
         policy.decide([advisory])
+
+
+def test_a_refused_weight_file_quarantines_with_exit_3_even_when_every_check_passes():
+    ms = {
+        "sync_c": m("sync_c", 5.0),
+        "sync_offset": m("sync_offset", 0),
+        "identity_mean": m("identity_mean", 0.8, threshold=0.5),
+    }
+    results = policy.evaluate(POLICY, ms)
+    assert policy.decide(results).released
+    why = "facenet.onnx: sha256 must equal the registry pin (got 1234…)"
+    d = policy.decide(results, refused_weights=[why])
+    assert not d.released and d.exit_code == ExitCode.NOT_MEASURED and d.reasons == (f"weights: {why}",)

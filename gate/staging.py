@@ -1,0 +1,361 @@
+"""The gate's directories under ``--out``, and the rule that it only ever touches what it made there.
+
+Layout::
+
+    staging/<run_id>/          work in progress (marked and locked while its run lives)
+    released/<run_id>/         what passed: video.mp4, record.json and the reports
+    quarantine/<run_id>/       what did not (it carries watermark and manifest too)
+
+Ownership: a run creates its staging directory under the hidden name ``.new-<run_id>``, creates the marker file
+``.hallo3-gate-run`` in it (JSON naming the run id and the ledger the run records into), takes an exclusive
+``flock`` on the marker, and only then renames the directory to ``staging/<run_id>``. The lock lives as long as the
+run's process (the kernel drops it when the process dies).
+
+Recovery (``recover``, run at the start of every gate run in the same ``--out``) considers an entry of ``staging/``
+only when all of these hold, and leaves everything else exactly as it is:
+
+* it is a directory itself (``lstat``; a symlink is never followed, whatever it points to);
+* its name is a run id, or ``.new-`` and a run id;
+* its marker is a regular file (opened with ``O_NOFOLLOW`` relative to the directory) naming that run id and the
+  ledger this run uses;
+* its lock can be taken (no live run holds it).
+
+Such a directory is finished or rolled back deterministically: no ledger row for its run → it is removed (the video
+never left); a row → its ``record.json`` is completed with the ledger entry (one small write) and the directory
+becomes ``released/<run_id>`` or ``quarantine/<run_id>`` by one rename. Recovery never re-renders a report that
+exists (a row is appended only after every report is in staging), so it costs a few small file operations per
+directory; a directory it cannot finish (disk still full, a target that already exists) is left for a later run and
+named in its notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.ledger import Ledger, Row
+from reports import schema as S
+from reports.atomic import write_text_atomic
+from reports.errors import Hallo3Error, OutputError, UsageError
+from reports.write import REPORT_FILES, write_reports
+
+MARKER = ".hallo3-gate-run"
+NEW_PREFIX = ".new-"
+VIDEO_NAME = "video.mp4"
+RECORD_NAME = REPORT_FILES["json"]
+STAGING, RELEASED, QUARANTINE = "staging", "released", "quarantine"
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_MARKER_MAX_BYTES = 4096
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names directories: letters, digits, ``.``, ``_``, ``-`` (first a letter or digit), 128 at most."""
+    if not isinstance(run_id, str) or RUN_ID.fullmatch(run_id) is None:
+        raise UsageError(
+            "run_id", "must be 1-128 letters, digits, '.', '_' or '-' starting with a letter or digit", run_id
+        )
+    return run_id
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The three directories of one ``--out``."""
+
+    out_dir: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.out_dir / STAGING
+
+    @property
+    def released(self) -> Path:
+        return self.out_dir / RELEASED
+
+    @property
+    def quarantine(self) -> Path:
+        return self.out_dir / QUARANTINE
+
+    @property
+    def directories(self) -> tuple[Path, Path, Path]:
+        return self.staging, self.released, self.quarantine
+
+    def final_dir(self, decision: str, run_id: str) -> Path:
+        return (self.released if decision == "released" else self.quarantine) / run_id
+
+
+# --- before anything is written -------------------------------------------------------------------------------------
+
+
+def file_kind(mode: int) -> str:
+    """What a non-directory is, in words (for messages)."""
+    for test, name in (
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a directory"
+
+
+def check_layout(out_dir: Path) -> Layout:
+    """Read-only checks of ``--out`` (nothing is created): it is a directory or can be made one, the gate's own
+    subdirectories are real directories (not symlinks, files ...) where they exist, and the place is writable.
+
+    ``--out`` itself may be a symlink to a directory (the user's choice of where outputs go); the subdirectories the
+    gate manages may not. Raises ``UsageError`` (exit 2) for a wrong kind of file, ``OutputError`` (exit 74) for a
+    place that cannot be written."""
+    layout = Layout(Path(out_dir))
+    if os.path.lexists(layout.out_dir):
+        try:
+            st = os.stat(layout.out_dir)
+        except OSError as exc:  # a dangling symlink, a loop, no permission to look
+            raise OutputError(str(layout.out_dir), "--out must be a usable directory", exc.strerror) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise UsageError(str(layout.out_dir), "--out must be a directory", file_kind(st.st_mode))
+    for sub in layout.directories:
+        if os.path.lexists(sub):
+            mode = os.lstat(sub).st_mode
+            if not stat.S_ISDIR(mode):
+                raise UsageError(
+                    str(sub), "must be a directory the gate made (never a symlink or a file)", file_kind(mode)
+                )
+    for place in (layout.out_dir, *layout.directories):
+        existing = _nearest_existing(place)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(str(layout.out_dir), "output directory must be writable", f"{existing} is not writable")
+    return layout
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def make_layout(layout: Layout) -> list[Path]:
+    """Create the directories that do not exist yet (and ``--out``'s missing parents); return those created, for
+    ``remove_if_empty`` should a later setup step fail."""
+    created: list[Path] = []
+    try:
+        for place in (layout.out_dir, *layout.directories):
+            todo: list[Path] = []
+            p = Path(os.path.abspath(place))
+            while not os.path.lexists(p):
+                todo.append(p)
+                p = p.parent
+            for q in reversed(todo):
+                try:
+                    os.mkdir(q)
+                    created.append(q)
+                except FileExistsError:  # a concurrent run made it first
+                    pass
+        for sub in layout.directories:  # made concurrently by someone else as something else?
+            mode = os.lstat(sub).st_mode
+            if not stat.S_ISDIR(mode):
+                raise UsageError(
+                    str(sub), "must be a directory the gate made (never a symlink or a file)", file_kind(mode)
+                )
+    except OSError as exc:
+        remove_if_empty(created)
+        where = exc.filename or layout.out_dir
+        raise OutputError(str(where), "output directory must be creatable", exc.strerror) from None
+    except BaseException:
+        remove_if_empty(created)
+        raise
+    return created
+
+
+def remove_if_empty(created: list[Path]) -> None:
+    """Undo ``make_layout`` after a later setup step failed: remove what it created, if still empty."""
+    for p in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(p)
+
+
+# --- a run's own staging directory ----------------------------------------------------------------------------------
+
+
+def _marker_text(run_id: str, ledger_path: Path) -> str:
+    return json.dumps({"run_id": run_id, "ledger": str(Path(ledger_path).absolute())}, sort_keys=True) + "\n"
+
+
+@contextlib.contextmanager
+def new_staging(layout: Layout, run_id: str, ledger_path: Path) -> Iterator[Path]:
+    """Create ``staging/<run_id>`` marked as this run's and locked; hold the lock while the run works in it.
+
+    The directory is made under a hidden name, marked and locked, then renamed into place, so recovery never sees
+    it unlocked (a lock follows the renamed directory). A failure before the rename removes the hidden directory."""
+    hidden = layout.staging / f"{NEW_PREFIX}{run_id}"
+    staging = layout.staging / run_id
+    if os.path.lexists(staging):
+        raise OutputError(str(staging), "a run id is used once: its staging directory must not exist", "exists")
+    try:
+        os.mkdir(hidden)
+    except OSError as exc:
+        raise OutputError(str(hidden), "a staging directory must be creatable", exc.strerror) from None
+    fd = -1
+    try:
+        fd = os.open(hidden / MARKER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, _marker_text(run_id, ledger_path).encode())
+        os.fsync(fd)
+        os.rename(hidden, staging)
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        shutil.rmtree(hidden, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OutputError(str(hidden), "a staging directory must be creatable", exc.strerror) from None
+        raise
+    try:
+        yield staging
+    finally:
+        os.close(fd)
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging directory this process holds the lock of (rmtree never follows symlinks inside it)."""
+    shutil.rmtree(staging)
+
+
+def publish(staging: Path, final: Path) -> None:
+    """One atomic rename: the video, its record and its reports arrive together (or not at all)."""
+    if os.path.lexists(final):
+        raise OutputError(str(final), "must not exist: a run is published once", "already exists")
+    os.rename(staging, final)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(final / MARKER)
+    _fsync_dir(final.parent)
+    _fsync_dir(staging.parent)
+
+
+def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
+    """The run's record with its ledger entry, as ``record.json`` in ``staging`` (written only if it differs).
+
+    The record comes from the ledger row itself, so a run and a later recovery write the same bytes."""
+    record = S.GateRecord.from_json(row.record_json).with_ledger(
+        S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=str(ledger_path))
+    )
+    text = record.to_json()
+    target = staging / RECORD_NAME
+    try:
+        current = target.read_text(encoding="utf-8") if not target.is_symlink() else None
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current != text:
+        write_text_atomic(target, text)
+    return record
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- recovery --------------------------------------------------------------------------------------------------------
+
+
+def _claim(dir_fd: int) -> tuple[int, dict[str, str]] | None:
+    """Lock the marker in the directory ``dir_fd``; (its fd, holding the lock, and content) when it is a regular file
+    holding a JSON object with string ``run_id`` and ``ledger`` and no live run holds it; None otherwise."""
+    try:
+        fd = os.open(MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a live run holds it
+            data = json.loads(os.read(fd, _MARKER_MAX_BYTES).decode("utf-8"))
+            if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("run_id", "ledger")):
+                return fd, data
+    except (OSError, ValueError):
+        pass
+    os.close(fd)
+    return None
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def recover(layout: Layout, ledger: Ledger) -> list[str]:
+    """Finish or roll back the staging directories of runs that died; returns a line per directory handled."""
+    notes: list[str] = []
+    try:
+        entries = sorted(os.scandir(layout.staging), key=lambda e: e.name)
+    except FileNotFoundError:
+        return notes
+    except OSError as exc:
+        raise OutputError(str(layout.staging), "staging directory must be readable", exc.strerror) from None
+    for entry in entries:
+        note = _recover_entry(layout, ledger, entry)
+        if note:
+            notes.append(note)
+    return notes
+
+
+def _recover_entry(layout: Layout, ledger: Ledger, entry: os.DirEntry[str]) -> str | None:
+    name = entry.name
+    run_id = name.removeprefix(NEW_PREFIX)
+    try:
+        if not entry.is_dir(follow_symlinks=False) or RUN_ID.fullmatch(run_id) is None:
+            return None  # not the gate's: a file, a symlink, a foreign name
+        dir_fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        claim = _claim(dir_fd)
+        if claim is None:
+            return None  # unmarked, not a marker we wrote, or held by a live run
+        lock_fd, marker = claim
+        try:
+            if marker["run_id"] != run_id or os.fstat(dir_fd).st_ino != os.lstat(entry.path).st_ino:
+                return None  # marked for another name, or renamed away (published) since it was listed
+            if not _same_file(marker["ledger"], ledger.path):
+                return f"{name}: left in place (its run records into another ledger: {marker['ledger']})"
+            return _finish_or_roll_back(layout, ledger, Path(entry.path), run_id, hidden=name != run_id)
+        except (OSError, Hallo3Error) as exc:
+            why = exc.one_line() if isinstance(exc, Hallo3Error) else (exc.strerror or type(exc).__name__)
+            return f"{name}: could not finish an interrupted run, left for a later run ({why})"
+        finally:
+            os.close(lock_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _finish_or_roll_back(layout: Layout, ledger: Ledger, d: Path, run_id: str, *, hidden: bool) -> str:
+    row = ledger.find_by_run(run_id)
+    if row is None:
+        discard(d)
+        if hidden:
+            return f"{d.name}: removed a run that died while starting"
+        return f"{run_id}: removed an incomplete run (no ledger row; nothing was released)"
+    final = layout.final_dir(row.decision, run_id)
+    if hidden or os.path.lexists(final):
+        return f"{d.name}: left in place ({final} already exists or the directory was never named)"
+    if not (d / VIDEO_NAME).is_file():
+        return f"{run_id}: left in place (its ledger row says {row.decision} but {VIDEO_NAME} is missing)"
+    record = complete_record(d, row, ledger.path)
+    if any(not (d / n).is_file() for n in REPORT_FILES.values()):
+        write_reports(record, d, step_summary=False)  # only if one was removed by hand: bounded by the policy cap
+    publish(d, final)
+    return f"{run_id}: finished an interrupted run ({row.decision}: {final / VIDEO_NAME})"
