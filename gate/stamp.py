@@ -22,10 +22,10 @@ import numpy as np
 
 from gate import media
 from provenance import watermark
-from provenance.c2pa import SignResult, ingredient_mime, sign_mp4
+from provenance.c2pa import SignResult, sign_mp4
 from provenance.keys import SignerHandle
 from provenance.verify import RecordLookup, VerifyReport, verify
-from reports.atomic import atomic_path
+from reports.atomic import atomic_path, check_output_target
 from reports.errors import ProvenanceError, UsageError
 
 STAMP_ONLY_RESULTS = {
@@ -128,6 +128,17 @@ def sign_and_verify(
     return signed, report
 
 
+def _refuse_overwriting_an_input(out: Path, inputs: dict[str, Path]) -> None:
+    """OUT replaces what is at its path: it must not be one of the inputs (under any name)."""
+    for name, path in inputs.items():
+        try:
+            same = out.exists() and path.exists() and os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(str(out), f"output must not be the {name} file it is made from", str(path))
+
+
 def stamp(
     in_video: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -145,9 +156,12 @@ def stamp(
 ) -> StampResult:
     """Watermark, encode, sign and verify an existing talking-portrait video (it must have an audio track; ``audio``
     is the speech it was made from and goes into the manifest as an ingredient, as does ``portrait``)."""
-    in_video, out = Path(in_video), Path(out)
-    ingredient_mime(Path(portrait))  # unreadable or unsupported ingredients fail before any decoding
-    ingredient_mime(Path(audio))
+    in_video, out, portrait, audio = Path(in_video), Path(out), Path(portrait), Path(audio)
+    # every input and the output are checked before any decoding (exit 2 / 4 / 74, nothing written)
+    check_output_target(out)
+    _refuse_overwriting_an_input(out, {"IN": in_video, "--portrait": portrait, "--audio": audio})
+    media.read_image(portrait)  # a portrait format the manifest can name, readable, at least 64 px
+    media.read_audio(audio, ingredient=True)  # a speech format the manifest can name, plausible rate and length
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     clip = media.read_video(in_video, require_audio=True)
@@ -163,8 +177,8 @@ def stamp(
         signed, report = sign_and_verify(
             tmp,
             signer=signer,
-            portrait=Path(portrait),
-            audio_path=Path(audio),
+            portrait=portrait,
+            audio_path=audio,
             payload=payload,
             gate_results=gate_results if gate_results is not None else STAMP_ONLY_RESULTS,
             trust_anchors_pem=trust_anchors_pem,

@@ -228,17 +228,113 @@ def _first_non_finite(value: Any, where: str) -> str | None:
     return None
 
 
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"ID3", "audio/mpeg"),
-    (b"\xff\xfb", "audio/mpeg"),
-    (b"\xff\xf3", "audio/mpeg"),
+# --- ingredients: the one list of portrait and speech formats the gate accepts -------------------------------------
+
+
+@dataclass(frozen=True)
+class IngredientFormat:
+    mime: str
+    kind: str  # "image" (the portrait) or "audio" (the speech)
+    name: str  # what a person calls it
+
+
+# Each was signed as an ingredient and read back Valid with c2pa-python 0.38.1 / c2pa-rs 0.91.3 (the test signs one
+# of each). The SDK parses JPEG, PNG, GIF, WebP, TIFF, WAV, MP3, FLAC and M4A (for a manifest they may carry) and
+# records Ogg, which it cannot parse, by format and title like any other. ``gate.media`` validates the portrait and
+# the speech against this table before any work, so signing never meets a format it cannot name.
+INGREDIENT_FORMATS = (
+    IngredientFormat("image/jpeg", "image", "JPEG"),
+    IngredientFormat("image/png", "image", "PNG"),
+    IngredientFormat("image/gif", "image", "GIF"),
+    IngredientFormat("image/webp", "image", "WebP"),
+    IngredientFormat("image/tiff", "image", "TIFF"),
+    IngredientFormat("audio/wav", "audio", "WAV"),
+    IngredientFormat("audio/mpeg", "audio", "MP3"),
+    IngredientFormat("audio/flac", "audio", "FLAC"),
+    IngredientFormat("audio/mp4", "audio", "M4A"),
+    IngredientFormat("audio/ogg", "audio", "Ogg"),
+)
+_BY_MIME = {f.mime: f for f in INGREDIENT_FORMATS}
+_M4A_BRANDS = (b"M4A ", b"M4B ")  # ISO BMFF brands of audio-only MP4 (an MP4 video is not a speech ingredient)
+# formats recognised only to name them in the refusal
+_NAMED = (
+    (b"BM", "a BMP image"),
+    (b"8BPS", "a Photoshop document"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1a\x45\xdf\xa3", "a Matroska/WebM file"),
+    (b"FORM", "an AIFF/IFF file"),
+    (b"\x00\x00\x01\x00", "an ICO icon"),
+    (b"\xff\x0a", "a JPEG XL image"),
+    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
+    (b"II+\x00", "a BigTIFF image"),
+    (b"MM\x00+", "a BigTIFF image"),
+    (b"RF64", "an RF64 (64-bit WAV) file"),
 )
 
 
-def ingredient_mime(path: Path) -> str:
-    """The MIME type of an ingredient, from its bytes (not its name)."""
+def _kind_rule(kind: str | None) -> str:
+    if kind is None:
+        images = ", ".join(f.name for f in INGREDIENT_FORMATS if f.kind == "image" and f.name not in ("JPEG", "PNG"))
+        audio = ", ".join(f.name for f in INGREDIENT_FORMATS if f.kind == "audio" and f.name not in ("WAV", "MP3"))
+        return f"ingredient must be a JPEG/PNG image or a WAV/MP3 file (also accepted: {images} images; {audio} audio)"
+    names = [f.name for f in INGREDIENT_FORMATS if f.kind == kind]
+    listed = ", ".join(names[:-1]) + " or " + names[-1]
+    return f"portrait must be a {listed} image" if kind == "image" else f"speech audio must be a {listed} file"
+
+
+def _is_mpeg_audio(head: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, a version that is not reserved, layer I, II or III (not 00: ADTS)."""
+    return (
+        len(head) >= 2
+        and head[0] == 0xFF
+        and head[1] & 0xE0 == 0xE0
+        and (head[1] >> 3) & 3 != 1
+        and (head[1] >> 1) & 3 != 0
+    )
+
+
+def identify(head: bytes) -> tuple[IngredientFormat | None, str]:
+    """The ingredient format of a file from its first 12 bytes, or None and what the file appears to be."""
+    riff = head[8:12] if head[:4] == b"RIFF" else b""
+    found = None
+    if head.startswith(b"\xff\xd8\xff"):
+        found = "image/jpeg"
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        found = "image/png"
+    elif head[:6] in (b"GIF87a", b"GIF89a"):
+        found = "image/gif"
+    elif riff == b"WEBP":
+        found = "image/webp"
+    elif head[:4] in (b"II*\x00", b"MM\x00*"):
+        found = "image/tiff"
+    elif riff == b"WAVE":
+        found = "audio/wav"
+    elif head.startswith(b"ID3") or _is_mpeg_audio(head):
+        found = "audio/mpeg"
+    elif head.startswith(b"fLaC"):
+        found = "audio/flac"
+    elif head.startswith(b"OggS"):
+        found = "audio/ogg"
+    elif head[4:8] == b"ftyp" and head[8:12] in _M4A_BRANDS:
+        found = "audio/mp4"
+    if found is not None:
+        fmt = _BY_MIME[found]
+        return fmt, f"a {fmt.name} {fmt.kind} file"
+    if head[4:8] == b"ftyp":
+        return None, f"an ISO BMFF file of brand {head[8:12].decode('latin-1')!r} (MP4/QuickTime video, HEIC, AVIF ...)"
+    if riff:
+        return None, f"a RIFF {riff.decode('latin-1').strip()!r} file" + (" (an AVI video)" if riff == b"AVI " else "")
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return None, "raw AAC (ADTS) audio"
+    for magic, name in _NAMED:
+        if head.startswith(magic):
+            return None, name
+    return None, f"first bytes {head[:8]!r}"
+
+
+def ingredient_format(path: Path, kind: str | None = None) -> IngredientFormat:
+    """The ingredient format of ``path`` from its bytes (not its name); ``kind`` ("image" for the portrait, "audio"
+    for the speech) narrows what is accepted. ``InputError`` names what the file is when it is not accepted."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(12)
@@ -246,12 +342,15 @@ def ingredient_mime(path: Path) -> str:
         raise InputError(str(path), "ingredient file must exist", "no such file") from None
     except OSError as exc:
         raise InputError(str(path), "ingredient file must be readable", type(exc).__name__) from None
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    raise InputError(str(path), "ingredient must be a JPEG/PNG image or a WAV/MP3 file", f"first bytes {head[:4]!r}")
+    fmt, what = identify(head)
+    if fmt is None or (kind is not None and fmt.kind != kind):
+        raise InputError(str(path), _kind_rule(kind), what)
+    return fmt
+
+
+def ingredient_mime(path: Path) -> str:
+    """The MIME type of an ingredient, from its bytes (not its name): one of ``INGREDIENT_FORMATS``."""
+    return ingredient_format(path).mime
 
 
 def _c2pa_message(exc: BaseException) -> str:

@@ -127,7 +127,7 @@ def _rewrap_as_mkv(src: Path, dst: Path) -> Path:
 def test_stripped_copy_is_traced_to_its_ledger_record_by_the_watermark(stamped, tmp_path, capsys, monkeypatch):
     ledger_path = tmp_path / "ledger.sqlite"
     monkeypatch.setenv("HALLO3_GATE_LEDGER", str(ledger_path))
-    Ledger(ledger_path).append(
+    Ledger(ledger_path, create=True).append(
         run_id="run-42",
         created_at="2026-11-23T00:00:00+00:00",
         decision="released",
