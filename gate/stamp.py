@@ -26,7 +26,7 @@ from provenance.c2pa import SignResult, sign_mp4
 from provenance.keys import SignerHandle
 from provenance.verify import RecordLookup, VerifyReport, verify
 from reports.atomic import atomic_path, check_output_target
-from reports.errors import ProvenanceError, UsageError
+from reports.errors import Hallo3Error, ProvenanceError, UsageError
 
 STAMP_ONLY_RESULTS = {
     "decision": "not-gated",
@@ -167,27 +167,34 @@ def stamp(
     clip = media.read_video(in_video, require_audio=True)
     times["read"] = time.perf_counter() - t0
     payload = payload if payload is not None else watermark.new_payload()
-    with atomic_path(out, suffix=".stamp.mp4") as tmp:
-        t0 = time.perf_counter()
-        encode_watermarked(
-            clip.frames, clip.fps, clip.audio, clip.sample_rate, tmp, payload=payload, crf=crf, wm_config=wm_config
-        )
-        times["watermark_encode"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        signed, report = sign_and_verify(
-            tmp,
-            signer=signer,
-            portrait=portrait,
-            audio_path=audio,
-            payload=payload,
-            gate_results=gate_results if gate_results is not None else STAMP_ONLY_RESULTS,
-            trust_anchors_pem=trust_anchors_pem,
-            title=out.name,
-            generator=generator,
-            wm_config=wm_config,
-            require_trusted=require_trusted,
-        )
-        times["sign_verify"] = time.perf_counter() - t0
+    tmp: Path | None = None
+    try:
+        with atomic_path(out, suffix=".stamp.mp4") as tmp:
+            t0 = time.perf_counter()
+            encode_watermarked(
+                clip.frames, clip.fps, clip.audio, clip.sample_rate, tmp, payload=payload, crf=crf, wm_config=wm_config
+            )
+            times["watermark_encode"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            signed, report = sign_and_verify(
+                tmp,
+                signer=signer,
+                portrait=portrait,
+                audio_path=audio,
+                payload=payload,
+                gate_results=gate_results if gate_results is not None else STAMP_ONLY_RESULTS,
+                trust_anchors_pem=trust_anchors_pem,
+                title=out.name,
+                generator=generator,
+                wm_config=wm_config,
+                require_trusted=require_trusted,
+            )
+            times["sign_verify"] = time.perf_counter() - t0
+    except Hallo3Error as exc:  # it happened in the temporary file, which is gone: name OUT, what the user gave
+        if tmp is not None and str(tmp) in exc.subject:
+            exc.subject = exc.subject.replace(str(tmp), str(out))
+            exc.args = (exc.one_line(),)
+        raise
     return StampResult(
         path=out,
         payload_hex=payload.hex(),
