@@ -50,8 +50,14 @@ class _Options:
 
 
 def text(*parts: str | tuple[str, str]) -> Text:
-    """A console line from plain strings and (string, style) pairs: never markup, control characters made visible."""
-    return Text.assemble(*((printable(p[0]), p[1]) if isinstance(p, tuple) else printable(p) for p in parts))
+    """One console line from plain strings and (string, style) pairs: never markup; control characters, line breaks
+    and bidi overrides shown as escapes (a value cannot colour, move or reorder the output, or fake another line)."""
+    return Text.assemble(
+        *(
+            (printable(p[0], newlines=False), p[1]) if isinstance(p, tuple) else printable(p, newlines=False)
+            for p in parts
+        )
+    )
 
 
 def say(*parts: str | tuple[str, str], err: bool = False) -> None:
@@ -150,8 +156,8 @@ def verify_command(
     Exit codes:
     0 verified: manifest Trusted or Valid (Trusted only with --require-trusted), watermark = its soft-binding payload;
     5 not verified: no manifest (e.g. any non-MP4 container), manifest Invalid, watermark absent or disagreeing
-    (report printed, reasons on stderr);
-    4 the file is not a readable, complete video (not a video, truncated, missing);
+    (report printed, reasons on stderr), or the ledger that holds its record fails its hash-chain check;
+    4 the file is not a readable, complete video (not a video, truncated, missing), or --ledger is not a ledger;
     2 bad arguments (e.g. an unreadable --trust file).
     """
     import json
@@ -346,21 +352,27 @@ def _run_gate(req, json_out: bool) -> int:
         ) as bar:
             task = bar.add_task("starting", total=None)
             outcome = run(req, progress=lambda msg: bar.update(task, description=printable(msg)))
-    rec = outcome.record
     if json_out:
-        typer.echo(rec.to_json())
+        typer.echo(outcome.record.to_json())
     else:
-        colour = "green" if rec.decision == "released" else "red"
-        say((rec.decision.upper(), f"bold {colour}"), f" {rec.output.path}")
-        for r in rec.reasons:
-            say(f"  - {r}")
-        counts = rec.check_counts()
-        say(
+        for line in verdict_lines(outcome.record, outcome.directory):
+            console.print(line)
+    return int(outcome.exit_code)
+
+
+def verdict_lines(rec, directory) -> list[Text]:
+    """What a gate run prints: the decision and output path, the reasons, the counts, where the reports are."""
+    colour = "green" if rec.decision == "released" else "red"
+    counts = rec.check_counts()
+    return [
+        text((rec.decision.upper(), f"bold {colour}"), f" {rec.output.path}"),
+        *(text(f"  - {r}") for r in rec.reasons),
+        text(
             f"  checks: {counts['pass']} passed, {counts['fail']} failed, {counts['not_measured']} not measured; "
             f"watermark {rec.watermark.payload}; manifest {rec.provenance.manifest_state}"
-        )
-        say(f"  record and reports: {outcome.directory}")
-    return int(outcome.exit_code)
+        ),
+        text(f"  record and reports: {directory}"),
+    ]
 
 
 def _signer_and_trust(trust: str | None):
@@ -476,13 +488,10 @@ def generate_command(
 
 
 def _existing_ledger(ledger: str | None):
-    """The selected ledger, which must exist (inspecting commands never create an empty one)."""
+    """The selected ledger, which must exist (inspecting commands never create one) and be a hallo3-gate ledger."""
     from gate.ledger import Ledger
 
-    path = _ledger_path(ledger)
-    if not path.exists():
-        raise UsageError(str(path), "ledger file must exist", "not found")
-    return Ledger(path)
+    return Ledger(_ledger_path(ledger))
 
 
 @ledger_app.command("verify")
@@ -493,7 +502,8 @@ def ledger_verify(
 ) -> int:
     """Recompute the hash chain; name every edited, deleted or reordered row.
 
-    Exit codes: 0 intact; 1 tampered (the problems are listed); 2 the ledger file does not exist.
+    Exit codes: 0 intact; 1 tampered (the problems are listed); 2 the ledger file does not exist; 4 it is not a
+    hallo3-gate ledger (empty, not SQLite, another application's database).
     """
     import json
 
@@ -518,7 +528,8 @@ def ledger_show(
 ) -> int:
     """List the ledger's rows (or the one matching a watermark payload).
 
-    Exit codes: 0 listed; 1 --payload matches no row; 2 the ledger file does not exist.
+    Exit codes: 0 listed; 1 --payload matches no row; 2 the ledger file does not exist; 4 it is not a hallo3-gate
+    ledger.
     """
     import json
 

@@ -58,7 +58,7 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
 
 def _e(text: object) -> str:
     """A user-supplied string for rich markup: control characters shown as escapes, markup brackets escaped."""
-    return escape(printable(text))
+    return escape(printable(text, newlines=False))
 
 
 def verify_tree(report: VerifyReport) -> Tree:

@@ -24,7 +24,8 @@ import pandas as pd
 
 from metrics.stats import bootstrap_ci
 from reports.atomic import atomic_path, write_text_atomic
-from reports.errors import InputError, OutputError, UsageError
+from reports.errors import InputError, OutputError, UsageError, printable
+from reports.html import clean_html
 from reports.json_report import read_json
 from reports.plots import Plot, box_figure, ci_bar_figure, figure_to_data_uri
 from reports.schema import GateRecord
@@ -406,15 +407,26 @@ def build_comparison(df: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, lev
 # --- rendering ---------------------------------------------------------------------------------------------------
 
 
+def _plot_text(value: str, limit: int = 40) -> str:
+    """A name drawn in a plot: control characters shown as escapes, cut to ``limit`` characters, and ``$`` kept
+    literal (matplotlib would read text between two ``$`` as math)."""
+    text = printable(value, newlines=False)
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
 def _plots(cmp: Comparison) -> list[Plot]:
     plots = []
+    names = [_plot_text(model) for model in cmp.models]
     for m in cmp.metrics:
         if m.higher_is_better is None:
             continue
         t = m.table.reindex(cmp.models)
+        metric, unit = _plot_text(m.metric), _plot_text(m.unit)
+        winner = _plot_text(m.winner) if m.winner is not None else None
         fig = ci_bar_figure(
-            m.metric, cmp.models, t["mean"].tolist(), t["ci_low"].fillna(t["mean"]).tolist(),
-            t["ci_high"].fillna(t["mean"]).tolist(), higher_is_better=m.higher_is_better, unit=m.unit, winner=m.winner,
+            metric, names, t["mean"].tolist(), t["ci_low"].fillna(t["mean"]).tolist(),
+            t["ci_high"].fillna(t["mean"]).tolist(), higher_is_better=m.higher_is_better, unit=unit, winner=winner,
         )  # fmt: skip
         plots.append(
             Plot(f"{m.metric}-bar", f"{m.metric}: mean and {cmp.level:.0%} CI", figure_to_data_uri(fig), m.note)
@@ -426,7 +438,7 @@ def _plots(cmp: Comparison) -> list[Plot]:
             for model in cmp.models
         ]
         if all(len(s) for s in samples):
-            fig = box_figure(m.metric, cmp.models, samples, higher_is_better=m.higher_is_better, unit=m.unit)
+            fig = box_figure(metric, names, samples, higher_is_better=m.higher_is_better, unit=unit)
             plots.append(Plot(f"{m.metric}-box", f"{m.metric}: per-video distribution", figure_to_data_uri(fig), ""))
     return plots
 
@@ -439,7 +451,7 @@ def check_out_dir(out: Path) -> None:
 
 
 def render_comparison_html(cmp: Comparison) -> str:
-    return render("comparison.html.j2", c=cmp, plots=_plots(cmp))
+    return clean_html(render("comparison.html.j2", c=cmp, plots=_plots(cmp)))
 
 
 def write_comparison(cmp: Comparison, out_dir: str | Path, *, pdf: bool = True) -> dict[str, Path]:

@@ -78,12 +78,15 @@ class OutputError(Hallo3Error):
 # C0 controls but tab and newline, DEL, C1 controls, and the bidirectional controls that can make a file name read
 # differently from what it is (U+061C, U+200E/F, U+202A-E, U+2066-9).
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_OR_BREAK = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def printable(text: object) -> str:
+def printable(text: object, *, newlines: bool = True) -> str:
     """``text`` with every control character shown as an escape (``\\x1b``, ``\\u202e``) instead of acting on the
-    terminal: what a user-supplied string may hold is displayed, never executed (colours, cursor moves, reordering)."""
-    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+    terminal: what a user-supplied string may hold is displayed, never executed (colours, cursor moves, reordering).
+    ``newlines=False`` escapes line breaks and tabs too, so one value stays on its line (it cannot fake another)."""
+    pattern = _UNPRINTABLE if newlines else _UNPRINTABLE_OR_BREAK
+    return pattern.sub(lambda m: ascii(m.group())[1:-1], str(text))
 
 
 def one_line(text: object, limit: int = 500) -> str:
@@ -112,7 +115,10 @@ def _click_message(exc: BaseException) -> str:
     """click's own rendering of a usage error: the usage line, the --help hint and ``Error: ...`` (or the help text
     for a command given no arguments)."""
     buffer = io.StringIO()
-    exc.show(file=buffer)  # type: ignore[attr-defined]
+    try:
+        exc.show(file=buffer)  # type: ignore[attr-defined]
+    except Exception:  # a click/typer mismatch can break the usage line: the error itself is still worth showing
+        return f"{PROG}: error: {one_line(exc)}"
     return printable(buffer.getvalue().rstrip("\n"))
 
 

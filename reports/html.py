@@ -2,14 +2,26 @@
 
 Everything is inline: CSS, plots (PNG ``data:`` URIs), keyframes (JPEG ``data:`` URIs). A Content-Security-Policy
 meta tag (``default-src 'none'; img-src data:``) makes the browser refuse any external request even if a field of
-the record held a URL. Every value from the record is HTML-escaped by the template engine.
+the record held a URL. Every value from the record is HTML-escaped by the template engine (autoescape, no ``|safe``
+on record values), and characters HTML forbids in a document (control characters but whitespace, lone surrogates,
+non-characters) are dropped, so a hostile value can neither add markup nor make the document invalid.
 """
 
 from __future__ import annotations
 
+import re
+
 from reports.plots import record_plots
 from reports.schema import FileRef, GateRecord
 from reports.templating import render
+
+# Characters the HTML standard makes parse errors in text (controls but tab/newline/CR/form feed, surrogates, U+FFFE/F).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_html(html: str) -> str:
+    """A rendered document without the characters HTML forbids (the templates never emit them; values might)."""
+    return _FORBIDDEN.sub("", html)
 
 
 def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
@@ -24,11 +36,13 @@ def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
 
 def render_html(record: GateRecord) -> str:
     """The audit report as one HTML document."""
-    return render(
-        "audit_report.html.j2",
-        r=record,
-        counts=record.check_counts(),
-        plots=record_plots(record),
-        files=_files(record),
-        digest=record.content_digest(),
+    return clean_html(
+        render(
+            "audit_report.html.j2",
+            r=record,
+            counts=record.check_counts(),
+            plots=record_plots(record),
+            files=_files(record),
+            digest=record.content_digest(),
+        )
     )

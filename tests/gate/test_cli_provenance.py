@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -77,3 +78,41 @@ def test_keys_init_dir_option(tmp_path, capsys):
     target = tmp_path / "elsewhere"
     assert main(["keys", "init", "--dir", str(target)]) == 0
     assert (target / DEV_ROOT_CERT).exists() and "DEVELOPMENT" in capsys.readouterr().out
+
+
+def _write_avi(path: Path, n: int = 20) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_verify_a_readable_avi_is_not_verified_exit_5_as_its_help_says(tmp_path, capsys):
+    """A video in another container is readable (its watermark is read) but cannot carry our manifest: exit 5, and
+    `verify --help` says so (it used to promise 4, the bad-input code, for anything that is not an MP4)."""
+    import inspect
+
+    from gate.cli import verify_command
+
+    avi = _write_avi(tmp_path / "clip.avi")
+    assert main(["verify", str(avi)]) == ExitCode.PROVENANCE
+    captured = capsys.readouterr()
+    assert "NOT VERIFIED" in captured.out and "Traceback" not in captured.err
+    assert f"{avi}: not verified: no C2PA manifest (not an MP4" in captured.err
+    doc = inspect.getdoc(verify_command).split("Exit codes:", 1)[1]
+    items = {line.split(" ", 1)[0]: line for line in re.split(r";\s*\n", doc.strip())}
+    assert "non-MP4" in items["5"] and "not a readable, complete video" in items["4"] and "MP4" not in items["4"]
+
+
+@pytest.mark.parametrize(("given", "missing"), [(ENV_SIGN_CHAIN, ENV_SIGN_KEY), (ENV_SIGN_KEY, ENV_SIGN_CHAIN)])
+def test_half_set_signing_variables_name_both(given, missing, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(given, str(tmp_path / "x.pem"))
+    assert main(["keys", "show"]) == ExitCode.USAGE
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == f"hallo3-gate: error: {missing}: must be set together with {given}, which is set (got unset)"

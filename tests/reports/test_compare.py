@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 
 from metrics.stats import bootstrap_ci
 from reports.compare import build_comparison, load_runs, write_comparison
-from reports.errors import InputError
+from reports.errors import InputError, OutputError, UsageError
 from reports.json_report import write_json
 from reports.schema import GateRecord
 from reports.templating import fmt_num
@@ -175,3 +176,28 @@ def test_bad_run_directories_are_input_errors(problem, tmp_path, runs, make_reco
         dirs, match = [bad.parent], "valid hallo3-gate audit record"
     with pytest.raises(InputError, match=match):
         load_runs(dirs)
+
+
+def test_labels_are_arguments_one_distinct_per_directory(runs):
+    dirs = [runs["hallo3"], runs["still"]]
+    for labels, rule in (
+        (["a", "b", "c"], "once per run directory (2)"),
+        (["a", "a"], "distinct"),
+        (["a", " "], "blank"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(rule)):
+            load_runs(dirs, labels=labels)
+    assert list(load_runs(dirs, labels=["A", "B"])["model"].cat.categories) == ["A", "B"]
+
+
+def test_out_must_be_a_directory_and_is_left_untouched(clear, tmp_path):
+    target = tmp_path / "comparison"
+    target.write_text("mine")
+    with pytest.raises(OutputError, match="must be a directory"):
+        write_comparison(clear, target, pdf=False)
+    assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["comparison"]
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputError, match="must be a directory"):
+        write_comparison(clear, link, pdf=False)
+    assert not (tmp_path / "nowhere").exists()
