@@ -655,8 +655,8 @@ def compare_command(
 
     Example: hallo3-gate compare runs/hallo3 runs/still --out reports/compare
 
-    Exit codes: 0 written; 2 usage error (e.g. not one distinct --label per run directory); 4 a run directory is
-    missing, empty or holds an invalid record; 74 --out is not a directory, or a file could not be written.
+    Exit codes: 0 written; 2 usage error (not one distinct --label per run directory, --out is not a directory);
+    4 a run directory is missing, empty or holds an invalid record; 74 a file could not be written.
     """
     import json
     from pathlib import Path

@@ -24,7 +24,7 @@ import pandas as pd
 
 from metrics.stats import bootstrap_ci
 from reports.atomic import atomic_path, write_text_atomic
-from reports.errors import InputError, OutputError, UsageError, printable
+from reports.errors import InputError, UsageError, printable
 from reports.html import clean_html
 from reports.json_report import read_json
 from reports.plots import Plot, box_figure, ci_bar_figure, figure_to_data_uri
@@ -444,10 +444,10 @@ def _plots(cmp: Comparison) -> list[Plot]:
 
 
 def check_out_dir(out: Path) -> None:
-    """The comparison goes into a directory: an existing non-directory there (file, FIFO, a symlink to one) is an
-    ``OutputError`` before anything is computed or written."""
+    """The comparison goes into a directory: an existing non-directory there (a file, a FIFO, a dangling symlink) is
+    a ``UsageError`` (a bad argument, like ``--out`` of a gate run) before anything is computed or written."""
     if (out.exists() or out.is_symlink()) and not out.is_dir():
-        raise OutputError(out, "must be a directory (or not exist yet) to write the comparison into", "not a directory")
+        raise UsageError(out, "must be a directory (or not exist yet) to write the comparison into", "not a directory")
 
 
 def render_comparison_html(cmp: Comparison) -> str:

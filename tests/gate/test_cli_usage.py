@@ -389,7 +389,7 @@ def test_compare_label_count_is_a_usage_error(tmp_path, capsys):
 def test_compare_out_an_existing_file_is_refused_untouched(tmp_path, capsys):
     target = tmp_path / "report.html"
     target.write_text("mine")
-    assert main(["compare", str(tmp_path), "--out", str(target)]) == ExitCode.IO
+    assert main(["compare", str(tmp_path), "--out", str(target)]) == ExitCode.USAGE
     (line,) = capsys.readouterr().err.splitlines()
     assert (
         line

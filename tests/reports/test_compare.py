@@ -11,7 +11,7 @@ import pytest
 
 from metrics.stats import bootstrap_ci
 from reports.compare import build_comparison, load_runs, write_comparison
-from reports.errors import InputError, OutputError, UsageError
+from reports.errors import InputError, UsageError
 from reports.json_report import write_json
 from reports.schema import GateRecord
 from reports.templating import fmt_num
@@ -193,11 +193,11 @@ def test_labels_are_arguments_one_distinct_per_directory(runs):
 def test_out_must_be_a_directory_and_is_left_untouched(clear, tmp_path):
     target = tmp_path / "comparison"
     target.write_text("mine")
-    with pytest.raises(OutputError, match="must be a directory"):
+    with pytest.raises(UsageError, match="must be a directory"):
         write_comparison(clear, target, pdf=False)
     assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["comparison"]
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")
-    with pytest.raises(OutputError, match="must be a directory"):
+    with pytest.raises(UsageError, match="must be a directory"):
         write_comparison(clear, link, pdf=False)
     assert not (tmp_path / "nowhere").exists()
