@@ -6,6 +6,9 @@
 * ``still`` — the portrait repeated (negative control: must fail lip sync).
 * ``puppet`` — the portrait with its mouth opened by the speech envelope (positive control, not a model).
 * ``hallo3-tiny`` — the real Hallo3 pipeline code with tiny RANDOM weights (machinery demo; its output is noise).
+
+Both Hallo3 backends sample with the official sampler by default (``generator.sampling.DEFAULT_SAMPLER``);
+``sampler="diffusers-dpm"`` picks diffusers' stock ``CogVideoXDPMScheduler``. The record's generator config names it.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ def generate(
     seed: int = 0,
     model_dir: Path | None = None,
     steps: int | None = None,
+    sampler: str | None = None,
 ) -> tuple[GenerationOutput, S.GeneratorInfo, list[dict[str, Any]]]:
     """Run backend ``name``; returns its output, what the record says about it, and the weight files it used."""
-    if name not in NAMES:
-        raise UsageError("--backend", f"must be one of {', '.join(NAMES)}", repr(name))
+    check_options(name, steps, sampler)
     used: list[dict[str, Any]] = []
     if name == "still":
         from generator.still import StillBackend
@@ -53,11 +56,18 @@ def generate(
         out = PuppetBackend(lm).generate(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed)
         model = "puppet (mouth opened by the speech envelope; positive control, not a generative model)"
     elif name == "hallo3-tiny":
-        out = _tiny(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, steps=steps)
+        out = _tiny(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, steps=steps, sampler=sampler)
         model = "Hallo3 pipeline with tiny RANDOM weights (machinery demo; not a trained model)"
     else:
         out, used = _hallo3(
-            portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, model_dir=model_dir, steps=steps
+            portrait_rgb,
+            audio,
+            sample_rate,
+            prompt=prompt,
+            seed=seed,
+            model_dir=model_dir,
+            steps=steps,
+            sampler=sampler,
         )
         model = f"Hallo3 ({model_dir})"
     info = S.GeneratorInfo(
@@ -70,17 +80,48 @@ def generate(
     return out, info, used
 
 
-def _tiny(portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, steps: int | None) -> GenerationOutput:
+def check_options(name: str, steps: int | None = None, sampler: str | None = None) -> None:
+    """Usage checks that need nothing loaded (call before anything is written): a known backend, and for the Hallo3
+    backends a known sampler (None: the default, official) and a step count it can take."""
+    if name not in NAMES:
+        raise UsageError("--backend", f"must be one of {', '.join(NAMES)}", repr(name))
+    if name not in ("hallo3", "hallo3-tiny"):
+        return
+    from generator.sampling import DEFAULT_SAMPLER, SAMPLERS, step_count_rule
+
+    sampler = sampler or DEFAULT_SAMPLER
+    if sampler not in SAMPLERS:
+        raise UsageError("--sampler", f"must be one of {', '.join(SAMPLERS)}", repr(sampler))
+    rule = step_count_rule(sampler, steps) if steps else None
+    if rule is not None:
+        raise UsageError("--steps", rule, steps)
+
+
+def _tiny(
+    portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, steps: int | None, sampler: str | None
+) -> GenerationOutput:
     from generator.tiny import TinyFaceAnalyser, build_tiny_pipeline, tiny_generation
 
     height, width = TINY_SIZE
     with tempfile.TemporaryDirectory(prefix="hallo3-tiny-") as tmp:
         pipe = build_tiny_pipeline(tmp, seed=seed, face_analyser=TinyFaceAnalyser())
+        if sampler:
+            pipe.use_sampler(sampler)
         config = tiny_generation(height=height, width=width, **({"num_inference_steps": steps} if steps else {}))
         return pipe(portrait_rgb, audio, sample_rate, prompt=prompt, config=config, seed=seed).to_generation_output()
 
 
-def _hallo3(portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, model_dir: Path | None, steps: int | None):
+def _hallo3(
+    portrait_rgb,
+    audio,
+    sample_rate,
+    *,
+    prompt: str,
+    seed: int,
+    model_dir: Path | None,
+    steps: int | None,
+    sampler: str | None,
+):
     from generator.pipeline import GenerationConfig, Hallo3Pipeline
 
     if model_dir is None:
@@ -89,6 +130,8 @@ def _hallo3(portrait_rgb, audio, sample_rate, *, prompt: str, seed: int, model_d
     if not model_dir.is_dir():
         raise UsageError("--model", "must be a directory", str(model_dir))
     pipe = Hallo3Pipeline.from_directory(model_dir)
+    if sampler:
+        pipe.use_sampler(sampler)
     config = GenerationConfig(**({"num_inference_steps": steps} if steps else {}))
     out = pipe(portrait_rgb, audio, sample_rate, prompt=prompt, config=config, seed=seed).to_generation_output()
     used = [weights.weight_ref(p.stem, p) for p in sorted(model_dir.rglob("*")) if p.suffix in {".pt", ".safetensors"}]

@@ -25,7 +25,8 @@ from transformers import T5EncoderModel, T5Tokenizer
 from generator.audio import AudioConfig, AudioEncoder, Separator
 from generator.convert import StateDict, from_official, load_converted, load_vae_state
 from generator.face import FaceAnalyser, load_insightface
-from generator.pipeline import Hallo3Pipeline, make_scheduler
+from generator.pipeline import Hallo3Pipeline
+from generator.sampling import make_scheduler
 from reports.errors import UsageError
 
 VAE_SCALING_FACTOR = 0.7  # CogVideoX-5B latent scale (spec §2)

@@ -40,7 +40,16 @@ from generator.audio import (
 from generator.face import FaceAnalyser, ReferenceInputs, prepare_reference
 from generator.output import GenerationOutput
 from generator.reference import bank_cache_key, compute_banks
-from generator.sampling import denoiser_alpha, diffusers_scheduler, x0_from_v
+from generator.sampling import (
+    DEFAULT_SAMPLER,
+    SAMPLERS,
+    OfficialDPMScheduler,
+    denoiser_alpha,
+    make_scheduler,
+    sampler_name,
+    step_count_rule,
+    x0_from_v,
+)
 from generator.transformer import Hallo3Transformer
 from reports.errors import UsageError
 
@@ -51,11 +60,6 @@ DEVIATIONS = (
     "a reference image without a detectable face is refused (official: zero identity embedding)",
     "reference banks computed once per portrait and reused across clips (official: recomputed per clip, same values)",
 )
-
-
-def make_scheduler() -> CogVideoXDPMScheduler:
-    """``CogVideoXDPMScheduler`` with the spec §6 configuration (v-prediction, zero-terminal-SNR, trailing)."""
-    return diffusers_scheduler()
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -151,7 +155,8 @@ class Hallo3Pipeline(DiffusionPipeline):
 
     Components: ``transformer`` (``Hallo3Transformer``), ``ref_net`` (the identity reference network),
     ``vae`` (``AutoencoderKLCogVideoX``, scaling factor 0.7), ``text_encoder`` (``T5EncoderModel``), ``tokenizer``
-    (T5), ``scheduler`` (``CogVideoXDPMScheduler``, ``make_scheduler()``), ``audio_encoder`` (``AudioEncoder``),
+    (T5), ``scheduler`` (``generator.sampling.make_scheduler(name)``: the official sampler by default, or
+    ``"diffusers-dpm"``; ``use_sampler`` swaps it), ``audio_encoder`` (``AudioEncoder``),
     ``face_analyser`` (insightface ``FaceAnalysis`` or anything with its ``get``; may be passed per call instead).
     """
 
@@ -229,6 +234,16 @@ class Hallo3Pipeline(DiffusionPipeline):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def use_sampler(self, sampler: str = DEFAULT_SAMPLER) -> None:
+        """Sample with ``sampler`` (``generator.sampling.SAMPLERS``): ``official`` or ``diffusers-dpm``."""
+        if sampler not in SAMPLERS:
+            raise UsageError("sampler", f"must be one of {', '.join(SAMPLERS)}", repr(sampler))
+        self.register_modules(scheduler=make_scheduler(sampler))
+
+    @property
+    def sampler(self) -> str:
+        return sampler_name(self.scheduler)
+
     # ------------------------------------------------------------------ checks
     def check_inputs(
         self,
@@ -264,8 +279,12 @@ class Hallo3Pipeline(DiffusionPipeline):
                 f"({trained[0] * self.vae_scale_factor_spatial}×{trained[1] * self.vae_scale_factor_spatial})",
                 f"{config.height}×{config.width}",
             )
-        if config.num_inference_steps < 1:
-            raise UsageError("num_inference_steps", "at least 1 denoising step", config.num_inference_steps)
+        steps = config.num_inference_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UsageError("num_inference_steps", "at least 1 denoising step (an integer)", steps)
+        rule = step_count_rule(self.sampler, steps)
+        if rule is not None:
+            raise UsageError("num_inference_steps", rule, steps)
         if not math.isfinite(config.guidance_scale) or config.guidance_scale < 1.0:
             raise UsageError("guidance_scale", "guidance scale must be a finite number >= 1", config.guidance_scale)
         if (config.clip_frames - 1) % self.vae_scale_factor_temporal:
@@ -281,13 +300,6 @@ class Hallo3Pipeline(DiffusionPipeline):
                 "clip_frames",
                 f"clips must have {self.transformer.config.sample_frames} frames (the denoiser's frame count)",
                 config.clip_frames,
-            )
-        scheduled = self.scheduler.num_inference_steps
-        if self.scheduler.config.prediction_type == "sample" and scheduled not in (None, config.num_inference_steps):
-            raise UsageError(
-                "num_inference_steps",
-                f"the official-exact scheduler was built for {scheduled} steps",
-                config.num_inference_steps,
             )
         if not 0 < config.motion_frames < config.clip_frames:
             raise UsageError(
@@ -428,16 +440,16 @@ class Hallo3Pipeline(DiffusionPipeline):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One sampler step: CFG v-prediction → DPM-Solver++(2M) SDE update. Returns (next latents, x0 prediction).
 
-        With the stock scheduler (``make_scheduler``, v-prediction) this is diffusers' CogVideoX loop; with
-        ``generator.sampling.sat_scheduler(50)`` (x0 input, the official sampler's alphas) it is the official step.
+        With the official sampler (``OfficialDPMScheduler``, the default) this is the official step: the guided x0,
+        computed with the denoiser's own 1000-step alpha nearest to the sampler's; with ``diffusers-dpm``
+        (v-prediction) it is diffusers' CogVideoX loop.
         """
         t = timesteps[index]
         v = self.predict_v(latents, t, cond, guidance_scale)
         model_output = v
-        if self.scheduler.config.prediction_type == "sample":
-            # the official-exact sampler (generator.sampling.sat_scheduler) takes the guided x0, computed with the
-            # denoiser's own 1000-step alpha nearest to the sampler's (CFG on v = CFG on x0: same affine map)
-            alpha, _ = denoiser_alpha(float(self.scheduler.alphas_cumprod[int(t)].sqrt()))
+        if isinstance(self.scheduler, OfficialDPMScheduler):
+            # CFG on v = CFG on x0: x0 is an affine map of v at a fixed alpha
+            alpha, _ = denoiser_alpha(self.scheduler.sampler_alpha(t))
             model_output = x0_from_v(latents, v, alpha)
         back = timesteps[index - 1] if index > 0 else None
         latents, x0 = self.scheduler.step(
@@ -597,6 +609,7 @@ class Hallo3Pipeline(DiffusionPipeline):
             "max_sequence_length": self.max_sequence_length,
             "clips": clips,
             "official_clips": official_num_clips(features.num_frames, config.clip_frames, config.new_frames),
+            "sampler": self.sampler,
             "scheduler": _plain(dict(self.scheduler.config)),
             "transformer": _plain(dict(self.transformer.config)),
             "ref_net": _plain(dict(self.ref_net.config)),

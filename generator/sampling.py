@@ -3,21 +3,33 @@
 The official sampler is SDE-DPM-Solver++(2M) in alpha space — the same update as ``CogVideoXDPMScheduler.step``. Two
 details differ from a stock diffusers setup, both tiny (≈0.06 % in alpha):
 
-* the sampler's alphas are rescaled to zero terminal SNR over the **50 selected** timesteps (anchored at t = 19),
-  diffusers rescales over all 1000 (anchored at t = 0) — ``sat_alphas_cumprod_sqrt``;
+* the sampler's alphas are rescaled to zero terminal SNR over the **n selected** timesteps (anchored at the smallest,
+  t = 19 for 50 steps), diffusers rescales over all 1000 (anchored at t = 0) — ``sat_alphas_cumprod_sqrt``;
 * the x0 prediction uses the denoiser's own 1000-step table entry nearest to the sampler's alpha (``denoiser_alpha``).
 
-``sat_scheduler`` is a diffusers scheduler that reproduces the official numbers: its table holds the sampler alphas at
-the selected timesteps and it takes the CFG **x0** as ``model_output`` (``prediction_type="sample"``). ``diffusers_scheduler``
-is the stock configuration (v-prediction, one table for both).
+Two samplers, by name (``SAMPLERS``, ``make_scheduler``):
+
+* ``"official"`` (the default) — ``OfficialDPMScheduler``: a ``CogVideoXDPMScheduler`` that *is* the official sampler
+  for any step count from 2 to 1000: the official timesteps ``int(linspace(999, 0, n, endpoint=False))``, the sampler's
+  alphas, and the CFG **x0** as ``model_output`` (``prediction_type="sample"``);
+* ``"diffusers-dpm"`` — the stock configuration (v-prediction, one 1000-step table for both); it steps back by
+  ``1000 // n`` timesteps, so it takes only step counts that divide 1000.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from diffusers import CogVideoXDPMScheduler
 
 CFG_SCALE = 3.5
+NUM_TRAIN_TIMESTEPS = 1000
+OFFICIAL = "official"
+DIFFUSERS_DPM = "diffusers-dpm"
+SAMPLERS = (OFFICIAL, DIFFUSERS_DPM)
+DEFAULT_SAMPLER = OFFICIAL
 
 
 def scheduler_config(prediction_type: str = "v_prediction") -> dict:
@@ -40,9 +52,11 @@ def diffusers_scheduler() -> CogVideoXDPMScheduler:
     return CogVideoXDPMScheduler(**scheduler_config())
 
 
-def selected_timesteps(num_steps: int = 50, num_train: int = 1000) -> torch.Tensor:
-    """``floor(linspace(999, 0, n, endpoint=False))`` descending: 999, 979, …, 19 (= diffusers 'trailing')."""
-    return torch.tensor([(num_train - 1) * (num_steps - i) // num_steps for i in range(num_steps)], dtype=torch.long)
+def selected_timesteps(num_steps: int = 50, num_train: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
+    """The official ``int(linspace(999, 0, n, endpoint=False))``, descending: 999, 979, …, 19 for 50 steps (= diffusers
+    'trailing' when n divides 1000). Float64 numpy as the official code, so e.g. 99 steps end …, 221, 110 (not 222)."""
+    steps = np.linspace(num_train - 1, 0, num_steps, endpoint=False).astype(np.int64)
+    return torch.from_numpy(steps)
 
 
 def _base_alphas_cumprod(num_train: int = 1000) -> torch.Tensor:
@@ -67,18 +81,101 @@ def denoiser_alpha(alpha_cumprod_sqrt: float, scheduler: CogVideoXDPMScheduler |
     return float(table[index]), index
 
 
-def sat_scheduler(num_steps: int = 50) -> CogVideoXDPMScheduler:
-    """A diffusers scheduler that *is* the official sampler: sampler alphas in its table, x0 as model output."""
-    if 1000 % num_steps:
-        raise ValueError(f"num_steps must divide 1000 (diffusers steps back by 1000 // num_steps), got {num_steps}")
-    scheduler = CogVideoXDPMScheduler(**scheduler_config("sample"))
+def step_count_rule(sampler: str, num_steps: int) -> str | None:
+    """Why ``sampler`` cannot take ``num_steps`` steps, or None when it can."""
+    if sampler == OFFICIAL and not 2 <= num_steps <= NUM_TRAIN_TIMESTEPS:
+        # one step has no zero-SNR rescale (first and last selected alpha coincide: 0/0)
+        return f"the official sampler takes 2 to {NUM_TRAIN_TIMESTEPS} steps"
+    if sampler == DIFFUSERS_DPM and not (
+        1 <= num_steps <= NUM_TRAIN_TIMESTEPS and NUM_TRAIN_TIMESTEPS % num_steps == 0
+    ):
+        return (
+            f"the diffusers-dpm sampler steps back by {NUM_TRAIN_TIMESTEPS} // steps, so the step count must divide "
+            f"{NUM_TRAIN_TIMESTEPS} (the official sampler takes any count from 2 to {NUM_TRAIN_TIMESTEPS})"
+        )
+    return None
+
+
+class OfficialDPMScheduler(CogVideoXDPMScheduler):
+    """``CogVideoXDPMScheduler`` that *is* the official sampler: official timesteps and sampler alphas for any step
+    count 2…1000, the guided x0 as ``model_output``; ``step`` is diffusers' own update, unchanged.
+
+    Diffusers' ``step`` finds the next alpha at ``timestep - 1000 // n``. ``set_timesteps`` therefore stores the
+    sampler's alpha of step i in the table at the *slot* ``(n - i) · (1000 // n) - 1`` (equal to the official timestep
+    when n divides 1000), and ``step`` hands diffusers the slots of the official timesteps it is given; the last step's
+    next slot is negative, where diffusers takes ``final_alpha_cumprod`` = 1 as the official sampler does.
+    ``sampler_alpha(t)`` is the sampler's sqrt(alpha_bar) at official timestep t.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self._stock_alphas_cumprod = self.alphas_cumprod.clone()
+        self._slots: dict[int, int] = {}
+        self._sampler_alphas: dict[int, float] = {}
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        rule = step_count_rule(OFFICIAL, num_inference_steps)
+        if rule is not None:
+            raise ValueError(f"{rule}, got {num_inference_steps}")
+        super().set_timesteps(num_inference_steps, device)
+        timesteps = selected_timesteps(num_inference_steps)
+        stride = NUM_TRAIN_TIMESTEPS // num_inference_steps
+        slots = stride * torch.arange(num_inference_steps, 0, -1) - 1
+        alphas = sat_alphas_cumprod_sqrt(num_inference_steps)[:-1]  # float64, step i ↔ timesteps[i]
+        table = self._stock_alphas_cumprod.clone()
+        table[slots] = (alphas**2).to(table.dtype)
+        self.alphas_cumprod = table
+        self._slots = dict(zip(timesteps.tolist(), slots.tolist(), strict=True))
+        self._sampler_alphas = dict(zip(timesteps.tolist(), alphas.tolist(), strict=True))
+        self.timesteps = timesteps.to(device)
+
+    def slot(self, timestep: int | torch.Tensor) -> int:
+        t = int(timestep)
+        if t not in self._slots:
+            raise ValueError(f"timestep {t} is not one of the {len(self._slots)} scheduled official timesteps")
+        return self._slots[t]
+
+    def sampler_alpha(self, timestep: int | torch.Tensor) -> float:
+        """The official sampler's sqrt(alpha_bar) (float64) at scheduled timestep ``timestep``."""
+        self.slot(timestep)  # refuses an unscheduled timestep
+        return self._sampler_alphas[int(timestep)]
+
+    def step(  # type: ignore[override]
+        self,
+        model_output: torch.Tensor,
+        old_pred_original_sample: torch.Tensor | None,
+        timestep: int | torch.Tensor,
+        timestep_back: int | torch.Tensor | None,
+        sample: torch.Tensor,
+        **kwargs: Any,
+    ) -> Any:
+        back = None if timestep_back is None else self.slot(timestep_back)
+        return super().step(model_output, old_pred_original_sample, self.slot(timestep), back, sample, **kwargs)
+
+
+def sat_scheduler(num_steps: int = 50) -> OfficialDPMScheduler:
+    """The official sampler for ``num_steps`` steps (a diffusers scheduler: sampler alphas, x0 as model output)."""
+    scheduler = OfficialDPMScheduler(**scheduler_config("sample"))
     scheduler.set_timesteps(num_steps)
-    scheduler.timesteps = selected_timesteps(num_steps)
-    alphas = sat_alphas_cumprod_sqrt(num_steps)[:-1]  # step i ↔ timestep selected[i]
-    table = scheduler.alphas_cumprod.clone()
-    table[scheduler.timesteps] = (alphas**2).to(table.dtype)
-    scheduler.alphas_cumprod = table
     return scheduler
+
+
+def make_scheduler(sampler: str = DEFAULT_SAMPLER) -> CogVideoXDPMScheduler:
+    """The scheduler for a sampler name (``SAMPLERS``); its timesteps are set by the pipeline per generation."""
+    if sampler == OFFICIAL:
+        return OfficialDPMScheduler(**scheduler_config("sample"))
+    if sampler == DIFFUSERS_DPM:
+        return diffusers_scheduler()
+    raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+
+
+def sampler_name(scheduler: CogVideoXDPMScheduler) -> str:
+    """The name a scheduler goes by in the record: ``official``, ``diffusers-dpm`` or its class name."""
+    if isinstance(scheduler, OfficialDPMScheduler):
+        return OFFICIAL
+    if type(scheduler) is CogVideoXDPMScheduler and scheduler.config.prediction_type == "v_prediction":
+        return DIFFUSERS_DPM
+    return type(scheduler).__name__
 
 
 def x0_from_v(sample: torch.Tensor, v: torch.Tensor, alpha_cumprod_sqrt: float) -> torch.Tensor:

@@ -23,8 +23,9 @@ from transformers import T5Config, T5EncoderModel, T5Tokenizer, Wav2Vec2Config
 
 from generator.audio import AudioConfig, AudioEncoder
 from generator.face import FaceAnalyser
-from generator.pipeline import GenerationConfig, Hallo3Pipeline, make_scheduler
+from generator.pipeline import GenerationConfig, Hallo3Pipeline
 from generator.reference import Hallo3ReferenceNet
+from generator.sampling import make_scheduler
 from generator.transformer import Hallo3Transformer
 from reports.errors import UsageError
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tolerances import TWO_PASSES_TOL
 from transformers import Wav2Vec2FeatureExtractor
 
 from generator.audio import (
@@ -83,7 +84,9 @@ def test_features_are_all_layers_of_wav2vec2_run_on_25fps_interpolated_cnn_featu
         model.feature_extractor = original
     assert len(reference) == TINY_AUDIO_LAYERS + 1
     expected = torch.stack(reference[1:], dim=2)[0]
-    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    # two float32 passes of the same layers whose inputs differ by the interpolation's rounding (float32 weights vs
+    # numpy's float64): measured 6.2e-6 on features up to |2.6|
+    torch.testing.assert_close(ours, expected, atol=TWO_PASSES_TOL, rtol=0)
 
 
 class _Fixed(torch.nn.Module):

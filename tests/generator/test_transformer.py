@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from _hallo3_spec import TINY, TINY_AV, audio_projection, block, layer_norm, randomize_, rope_tables
+from _tolerances import TABLE_TOL, TWO_PASSES_TOL
 
 from generator.attention import video_rotary_table
 from generator.projections import AudioProjModel
 from generator.transformer import Hallo3Transformer
 
-TOL = 1e-5
+TOL = TWO_PASSES_TOL  # our module vs the spec's plain-op equations: two float32 passes of the same arithmetic
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_rope_table_matches_spec():
     """diffusers' 3D RoPE on the integer grid equals the spec's t/h/w = d/4, 3d/8, 3d/8 interleaved table."""
     cos, sin = video_rotary_table(16, 3, 2, 3)
     ref_cos, ref_sin = rope_tables(16, 3, 2, 3)
-    assert (cos - ref_cos).abs().max() <= 1e-6 and (sin - ref_sin).abs().max() <= 1e-6
+    assert (cos - ref_cos).abs().max() <= TABLE_TOL and (sin - ref_sin).abs().max() <= TABLE_TOL
 
 
 @pytest.mark.parametrize("n_ref", [7, 0])
@@ -85,7 +86,7 @@ def test_bank_batch_one_broadcasts_like_a_repeated_bank(model):
         a = model(**inputs, return_dict=False)[0]
         inputs["ref_banks"] = [b.repeat(2, 1, 1) for b in inputs["ref_banks"]]
         b = model(**inputs, return_dict=False)[0]
-    assert (a - b).abs().max() <= 1e-6
+    assert (a - b).abs().max() <= TWO_PASSES_TOL  # same values, possibly another kernel for the broadcast bank
 
 
 @pytest.mark.parametrize("frames", [49, 8])
