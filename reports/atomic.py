@@ -2,12 +2,14 @@
 
 What a careless or hostile output path can and cannot do:
 
-* The target is a regular file or does not exist yet. A directory, FIFO, device or socket is refused with a
-  ``UsageError`` (exit 2), and so is a symbolic link (renaming over it would replace the link, not write where it
-  points) - checked before any work (:func:`check_output_target`) and again just before the rename.
-* Missing parent directories are created; a path component that is a file is a ``UsageError``; a directory that
-  cannot be written (permission, read-only file system) is an ``OutputError`` (exit 74) naming the path and the OS
-  error. A symlinked parent directory is followed: the user chose that path.
+* The target is a regular file or does not exist yet. A directory, FIFO, device or socket is refused with an
+  ``OutputError`` (exit 74: "an output could not be written ... not a regular file", the README's contract), and so
+  is a symbolic link (renaming over it would replace the link, not write where it points) - checked before any work
+  (:func:`check_output_target`) and again just before the rename. The thing found there is left exactly as it was.
+* Missing parent directories are created; a path component that is a file is a ``UsageError`` (exit 2: the path
+  given cannot name a file, as with ``--out`` naming a file); a directory that cannot be written (permission,
+  read-only file system) is an ``OutputError`` naming the path and the OS error. A symlinked parent directory is
+  followed: the user chose that path.
 * The temporary file is created new (``O_CREAT|O_EXCL|O_NOFOLLOW``: never an existing file or a planted link), private
   (0600) while written, fsynced before the rename, and the directory is fsynced after it: a crash leaves the old file
   or the new one, never a mix.
@@ -55,21 +57,21 @@ def _refuse_existing(target: Path) -> None:
     if stat.S_ISREG(mode):
         return
     if stat.S_ISLNK(mode):
-        raise UsageError(
+        raise OutputError(
             str(target),
             "output must not be a symbolic link (it would be replaced, not followed)",
             f"a link to {os.readlink(target)}",
         )
     if stat.S_ISDIR(mode):
-        raise UsageError(str(target), "output must be a file path, not a directory", "a directory")
+        raise OutputError(str(target), "output must be a file path, not a directory", "a directory")
     kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise UsageError(str(target), "output must be a regular file (or not exist yet)", kind)
+    raise OutputError(str(target), "output must be a regular file (or not exist yet)", kind)
 
 
 def check_output_target(target: str | os.PathLike[str]) -> Path:
-    """Raise unless a regular file can be written at ``target``: ``UsageError`` for a directory, FIFO, device, socket
-    or symbolic link at ``target`` or a file where a parent directory should be; ``OutputError`` when the nearest
-    existing parent directory is not writable. Creates nothing."""
+    """Raise unless a regular file can be written at ``target``: ``OutputError`` for a directory, FIFO, device, socket
+    or symbolic link at ``target`` and when the nearest existing parent directory is not writable; ``UsageError`` for
+    a file where a parent directory should be. Creates nothing."""
     t = Path(target)
     _refuse_existing(t)
     parent = t.parent

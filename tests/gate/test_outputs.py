@@ -52,8 +52,9 @@ def _snapshot(directory: Path) -> dict[str, tuple]:
     return seen
 
 
-def _specials(tmp: Path) -> dict[str, tuple[Path, str]]:
-    """Things that are not regular files, each with the word the refusal must use."""
+def _specials(tmp: Path) -> dict[str, tuple[Path, str, type]]:
+    """Things that are not regular files, each with the word the refusal must use and the error (the README: 74 for
+    an output that is not a regular file; 2 for a path that cannot name a file at all)."""
     (tmp / "a_dir").mkdir()
     (tmp / "a_dir" / "keep.txt").write_text("the user's")
     os.mkfifo(tmp / "a_fifo")
@@ -64,16 +65,16 @@ def _specials(tmp: Path) -> dict[str, tuple[Path, str]]:
     sock.bind(str(tmp / "a_socket"))
     sock.close()
     cases = {
-        "a_dir": (tmp / "a_dir", "not a directory"),
-        "a_fifo": (tmp / "a_fifo", "FIFO"),
-        "a_link": (tmp / "a_link", "symbolic link"),
-        "a_dangling_link": (tmp / "a_dangling_link", "symbolic link"),
-        "a_socket": (tmp / "a_socket", "socket"),
-        "under_a_file": (tmp / "target.txt" / "x.mp4", "parent must be a directory"),
+        "a_dir": (tmp / "a_dir", "not a directory", OutputError),
+        "a_fifo": (tmp / "a_fifo", "FIFO", OutputError),
+        "a_link": (tmp / "a_link", "symbolic link", OutputError),
+        "a_dangling_link": (tmp / "a_dangling_link", "symbolic link", OutputError),
+        "a_socket": (tmp / "a_socket", "socket", OutputError),
+        "under_a_file": (tmp / "target.txt" / "x.mp4", "parent must be a directory", UsageError),
     }
     if os.geteuid() == 0:  # a device node of our own (the numbers of /dev/null): never a system device
         os.mknod(tmp / "a_device", stat.S_IFCHR | 0o600, os.makedev(1, 3))
-        cases["a_device"] = (tmp / "a_device", "character device")
+        cases["a_device"] = (tmp / "a_device", "character device", OutputError)
     return cases
 
 
@@ -114,11 +115,11 @@ def _read_only_dir(path: Path) -> Iterator[Path]:
 def test_every_non_regular_target_is_refused_and_left_as_it_was(tmp_path) -> None:
     cases = _specials(tmp_path)
     before = _snapshot(tmp_path)
-    for name, (target, word) in cases.items():
+    for name, (target, word, error) in cases.items():
         for write in (lambda t: atomic.write_bytes_atomic(t, b"data"), atomic.check_output_target):
-            with pytest.raises(UsageError, match=word) as err:
+            with pytest.raises(error, match=word) as err:
                 write(target)
-            assert str(err.value).startswith(f"{target}: ") and err.value.exit_code == ExitCode.USAGE, name
+            assert str(err.value).startswith(f"{target}: "), name
     assert _snapshot(tmp_path) == before  # nothing replaced, nothing followed, no temporary file
 
 
@@ -143,7 +144,7 @@ def test_a_failing_writer_leaves_no_temporary_file_and_the_old_output(tmp_path) 
 
 def test_a_target_that_turns_into_a_fifo_while_written_is_not_replaced(tmp_path) -> None:
     target = tmp_path / "out.mp4"
-    with pytest.raises(UsageError, match="FIFO"), atomic.atomic_path(target) as tmp:
+    with pytest.raises(OutputError, match="FIFO"), atomic.atomic_path(target) as tmp:
         tmp.write_bytes(b"data")
         os.mkfifo(target)  # someone puts a FIFO there after the first check
     assert stat.S_ISFIFO(os.lstat(target).st_mode) and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
@@ -268,12 +269,12 @@ def stamp_cli(monkeypatch, stamp_inputs, tmp_path, capsys):
 
 def test_stamp_refuses_every_non_regular_output_and_leaves_it_alone(stamp_cli, tmp_path) -> None:
     """Finding 2 of issue 8: `stamp IN OUT` with OUT a FIFO or a device replaced it with an MP4; to a directory it
-    crashed. Now each is a usage error (exit 2) naming OUT, before any decoding, and OUT is untouched."""
+    crashed. Now each is exit 74 (2 for a path under a file) naming OUT, before any decoding; OUT is untouched."""
     cases = _specials(tmp_path)
     before = _snapshot(tmp_path)
-    for name, (target, word) in cases.items():
+    for name, (target, word, error) in cases.items():
         code, line = stamp_cli(target)
-        assert code == ExitCode.USAGE and str(target) in line and word in line, (name, line)
+        assert code == error.exit_code and str(target) in line and word in line, (name, line)
     assert _snapshot(tmp_path) == before
 
 
