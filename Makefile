@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml $(LOCKS)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@$(PIP) check > $(VENV)/pip-check.txt || true; \
 	unexpected=$$(grep -v -E "$(PIP_CHECK_EXPECTED)" $(VENV)/pip-check.txt || true); \
-	if [ -n "$$unexpected" ]; then echo "pip check: $$unexpected" >&2; exit 1; fi
+	if [ -n "$$unexpected" ]; then echo "pip check: $$unexpected (after changing pyproject.toml, run make lock)" >&2; exit 1; fi
 	touch $(STAMP)
 
 install: system-deps $(STAMP)
