@@ -39,8 +39,12 @@ def generate(
     model_dir: Path | None = None,
     steps: int | None = None,
     sampler: str | None = None,
+    allow_unpinned: bool = False,
 ) -> tuple[GenerationOutput, S.GeneratorInfo, list[dict[str, Any]]]:
-    """Run backend ``name``; returns its output, what the record says about it, and the weight files it used."""
+    """Run backend ``name``; returns its output, what the record says about it, and the weight files it used.
+
+    Every weight file is checked against its pin before it is loaded (``gate.weights``); files without a pin (a
+    user's ``--model`` directory) are refused unless ``allow_unpinned`` (the policy's ``[weights] allow_unpinned``)."""
     check_options(name, steps, sampler)
     used: list[dict[str, Any]] = []
     if name == "still":
@@ -51,9 +55,9 @@ def generate(
     elif name == "puppet":
         from generator.puppet import PuppetBackend
 
-        lm = weights.require("dlib_landmarks_68")
-        used.append(weights.weight_ref("dlib_landmarks_68", lm))
-        out = PuppetBackend(lm).generate(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed)
+        lm = weights.use("dlib_landmarks_68")
+        used.append(lm.to_ref())
+        out = PuppetBackend(lm.path).generate(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed)
         model = "puppet (mouth opened by the speech envelope; positive control, not a generative model)"
     elif name == "hallo3-tiny":
         out = _tiny(portrait_rgb, audio, sample_rate, prompt=prompt, seed=seed, steps=steps, sampler=sampler)
@@ -68,6 +72,7 @@ def generate(
             model_dir=model_dir,
             steps=steps,
             sampler=sampler,
+            allow_unpinned=allow_unpinned,
         )
         model = f"Hallo3 ({model_dir})"
     info = S.GeneratorInfo(
@@ -121,6 +126,7 @@ def _hallo3(
     model_dir: Path | None,
     steps: int | None,
     sampler: str | None,
+    allow_unpinned: bool,
 ):
     from generator.pipeline import GenerationConfig, Hallo3Pipeline
 
@@ -129,10 +135,21 @@ def _hallo3(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UsageError("--model", "must be a directory", str(model_dir))
+    used = model_weights(model_dir, allow_unpinned=allow_unpinned)  # checked (and refused) before anything loads
     pipe = Hallo3Pipeline.from_directory(model_dir)
     if sampler:
         pipe.use_sampler(sampler)
     config = GenerationConfig(**({"num_inference_steps": steps} if steps else {}))
     out = pipe(portrait_rgb, audio, sample_rate, prompt=prompt, config=config, seed=seed).to_generation_output()
-    used = [weights.weight_ref(p.stem, p) for p in sorted(model_dir.rglob("*")) if p.suffix in {".pt", ".safetensors"}]
     return out, used
+
+
+WEIGHT_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".onnx", ".model"})
+
+
+def model_weights(model_dir: Path, *, allow_unpinned: bool = False) -> list[dict[str, Any]]:
+    """Every weight file under a ``--model`` directory, hashed and checked (``gate.weights.weight_ref``), named by
+    its path relative to the directory. Raises ``WeightRefusedError`` (exit 3) for a file that fails its pin or has
+    none while ``allow_unpinned`` is false; symlinks are resolved by ``gate.weights`` like any explicit path."""
+    files = sorted(p for p in model_dir.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    return [weights.weight_ref(p.relative_to(model_dir).as_posix(), p, allow_unpinned=allow_unpinned) for p in files]

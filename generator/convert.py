@@ -23,7 +23,7 @@ import torch
 from generator.attention import video_rotary_table
 from generator.reference import Hallo3ReferenceNet
 from generator.transformer import Hallo3Transformer
-from reports.errors import InputError
+from reports.errors import InputError, loader_reason
 
 DENOISER_PREFIX = "model.diffusion_model."
 REFERENCE_PREFIX = "ref_model.diffusion_model."
@@ -59,7 +59,7 @@ def load_official_state(path: str | Path) -> StateDict:
         raise InputError(
             str(path),
             "a torch checkpoint loadable with weights_only=True",
-            type(exc).__name__ + ": " + str(exc).splitlines()[0],
+            loader_reason(exc),
         ) from None
     state = payload.get("module", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not state:

@@ -43,7 +43,7 @@ from metrics.stats import (
     frechet_distance as gaussian_frechet_distance,
 )
 from reports.atomic import atomic_path
-from reports.errors import InputError
+from reports.errors import InputError, loader_reason
 
 CLIP_FRAMES = 16
 MIN_SAMPLES = 2
@@ -273,7 +273,9 @@ class FVDState:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
-            raise InputError(str(path), "FVD state must be a readable .npz written by FVDState.save", exc) from exc
+            raise InputError(
+                str(path), "FVD state must be a readable .npz written by FVDState.save", loader_reason(exc)
+            ) from None
         needed = {"version", "protocol", "count", "sum", "sum_outer", "n_videos", "n_skipped"}
         if not needed <= set(data) or int(data["version"]) != STATE_VERSION:
             raise InputError(

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reports.errors import InputError
+from reports.errors import InputError, loader_reason
 
 
 def load_state_dict_checked(net: nn.Module, path: Path) -> None:
@@ -23,7 +23,9 @@ def load_state_dict_checked(net: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable, truncated, or a pickle that is not plain tensors
-        raise InputError(str(path), "a torch.save state dict loadable with weights_only=True", repr(exc)[:200]) from exc
+        raise InputError(
+            str(path), "a torch.save state dict loadable with weights_only=True", loader_reason(exc)
+        ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(str(path), "a state dict (name -> tensor)", type(state).__name__)
     expected = net.state_dict()

@@ -95,6 +95,25 @@ def one_line(text: object, limit: int = 500) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def loader_reason(exc: BaseException) -> str:
+    """One safe line for what a file loader (``torch.load(weights_only=True)``, ``np.load(allow_pickle=False)``)
+    raised. Their own messages advise turning the safety off (``weights_only=False``, ``allow_pickle=True``,
+    ``pickle.load()``); that advice must never reach a user of a gate, so it is replaced by what was refused."""
+    text = _ANSI.sub("", str(exc))
+    if "weights only load failed" in text.lower() or type(exc).__name__ == "UnpicklingError":
+        found = _UNSUPPORTED_GLOBAL.search(text)
+        held = f"the Python object {found.group(1)}" if found else "data other than plain tensors"
+        return f"refused by the safe loader: the file holds {held}"
+    if isinstance(exc, ValueError) and "pickled" in text:
+        return "refused: not an array archive (reading it would mean unpickling arbitrary objects)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return one_line(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit=200)
+
+
 # --- exceptions -> exit codes ----------------------------------------------------------------------------------------
 
 # click raises its own exception classes; typer >= 0.29 vendors click as ``typer._click`` with its own copies (and
