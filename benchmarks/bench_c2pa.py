@@ -12,7 +12,6 @@ cache for every measurement (it was just written), so these are CPU figures, not
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import resource
 import statistics
@@ -28,6 +27,7 @@ from PIL import Image
 from gate.media import write_mp4
 from provenance.c2pa import read_manifest, sign_mp4
 from provenance.keys import DEV_ROOT_CERT, SignerConfig, init_dev_keys, load_signer
+from reports.hashing import sha256_file
 
 GOAL_MB_S = 300.0
 
@@ -54,14 +54,6 @@ def ingredients(d: Path) -> tuple[Path, Path]:
         w.setframerate(16000)
         w.writeframes((3000 * np.sin(np.arange(16000 * 5) * 0.07)).astype("<i2").tobytes())
     return png, wav
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cpu() -> float:

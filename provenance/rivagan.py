@@ -19,7 +19,6 @@ would write (and read) a different watermark.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 from functools import lru_cache
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from reports.errors import MeasurementError
+from reports.hashing import sha256_file
 
 BITS = 32
 THRESHOLD = 0.52  # the library's decision threshold on the decoder's soft outputs
@@ -54,7 +54,7 @@ def model_path(name: str) -> Path:
         raise MeasurementError(
             str(path), "the RivaGAN ONNX file from the invisible-watermark wheel must exist", "absent"
         )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != SHA256[name]:
         raise MeasurementError(str(path), f"sha256 must be {SHA256[name]}", digest)
     return path

