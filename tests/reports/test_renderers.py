@@ -264,3 +264,19 @@ def test_plots_draw_only_bounds_on_the_metric_itself(record_dict):
     record = GateRecord.model_validate(data)
     assert policy_bounds(record, record.measurement("sync_c")) == [(">=", 3.0)]
     assert sync_c["value"] == record.measurement("sync_c").value
+
+
+def test_html_shows_how_each_weight_file_was_checked(record_dict):
+    data = record_dict("passed")
+    pinned = data["weights"][0]
+    data["weights"] = [
+        {**pinned, "pinned_sha256": pinned["sha256"], "status": "verified", "verified": True},
+        {**pinned, "name": "own_checkpoint", "source": None, "status": "unpinned", "verified": False},
+    ]
+    html = render_html(GateRecord.model_validate(data))
+    rows = re.findall(r"<tr><td class=\"name\">(\w+)</td>.*?</tr>", html)
+    assert rows == ["syncnet_v2", "own_checkpoint"]
+    verified_row = html[html.index('<td class="name">syncnet_v2') :].split("</tr>")[0]
+    unpinned_row = html[html.index('<td class="name">own_checkpoint') :].split("</tr>")[0]
+    assert "equals the registry pin" in verified_row and "unpinned" not in verified_row
+    assert "<strong>unpinned</strong>" in unpinned_row and "equals the registry pin" not in unpinned_row
