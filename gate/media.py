@@ -28,6 +28,7 @@ replicating the last row/column (no picture content is lost; the output is at mo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from collections.abc import Iterable, Iterator
@@ -205,19 +206,28 @@ class _Track:
         self.packets = 0
         self.end: float | None = None  # seconds
         self.longest = 0.0  # seconds
+        # PCM written where the writer could not seek back (a pipe) declares no size: the demuxer reads fixed blocks
+        # and flags the last, shorter one. That is the end of the stream, unless another packet follows it.
+        self._pcm = stream.type == "audio" and stream.codec_context.name.startswith("pcm_")
+        self._short_read: InputError | None = None
 
     def add(self, packet: av.packet.Packet, path: Path) -> None:
         if packet.size == 0:
             return  # the empty packet that ends a stream
+        if self._short_read is not None:
+            raise self._short_read
         t = packet.pts if packet.pts is not None else packet.dts
         start = float(t * packet.time_base) if t is not None and packet.time_base else None
         if packet.is_corrupt:
             at = f" at {start:.3f} s" if start is not None else ""
-            raise InputError(
+            error = InputError(
                 str(path),
                 f"{self.stream.type} packets must be complete (a packet is cut off or damaged: truncated?)",
                 f"packet {self.packets}{at}",
             )
+            if not self._pcm:
+                raise error
+            self._short_read = error
         self.packets += 1
         if start is None:
             return
@@ -425,7 +435,7 @@ def validate_video(path: str | Path, *, require_audio: bool = False) -> VideoInf
     if info.has_audio:
         with _open(p) as c:
             _decode_audio(c, p, None)
-    return VideoInfo(**{**info.__dict__, "n_frames": n})
+    return dataclasses.replace(info, n_frames=n)
 
 
 def read_video(path: str | Path, *, require_audio: bool = False, max_frames: int | None = None) -> Media:
@@ -477,7 +487,7 @@ def read_audio(path: str | Path, *, sample_rate: int | None = None, ingredient: 
     ``ingredient=True`` (the speech that goes into the C2PA manifest) the file must also be an audio ingredient
     format (``provenance.c2pa.INGREDIENT_FORMATS``: WAV, MP3, FLAC, M4A, Ogg)."""
     lo, hi = SAMPLE_RATE_RANGE
-    if sample_rate is not None and not (isinstance(sample_rate, int) and lo <= sample_rate <= hi):
+    if sample_rate is not None and not (isinstance(sample_rate, int | np.integer) and lo <= sample_rate <= hi):
         raise UsageError("sample_rate", f"must be a whole number of Hz between {lo} and {hi}", sample_rate)
     p = Path(path)
     _regular_file(p, "audio")

@@ -273,6 +273,25 @@ def test_the_red_team_case_an_avi_cut_to_85_percent(speaker_clip, tmp_path) -> N
     assert err.value.exit_code == 4
 
 
+def test_files_written_to_a_pipe_are_complete(speaker_wav, containers, tmp_path) -> None:
+    """No false reject of streamed files: a writer that cannot seek back leaves the sizes unknown (RIFF 0xFFFFFFFF,
+    EBML all-ones) and its last PCM block short; what is there is the whole recording."""
+    import subprocess
+
+    def piped(src: Path, dst: Path, *args: str) -> Path:
+        cmd = ["ffmpeg", "-loglevel", "error", "-i", str(src), *args, "pipe:1"]
+        dst.write_bytes(subprocess.run(cmd, check=True, capture_output=True).stdout)
+        return dst
+
+    wav = piped(speaker_wav, tmp_path / "piped.wav", "-f", "wav")
+    assert wav.read_bytes()[4:8] == b"\xff\xff\xff\xff"  # the premise: no size declared
+    assert np.array_equal(media.read_audio(wav, ingredient=True)[0], media.read_audio(speaker_wav)[0])
+    mkv = piped(containers["mkv"], tmp_path / "piped.mkv", "-c", "copy", "-f", "matroska")
+    segment = mkv.read_bytes().index(b"\x18\x53\x80\x67") + 4  # the Segment element's size follows its id
+    assert mkv.read_bytes()[segment : segment + 8] == b"\x01" + b"\xff" * 7  # the premise: unknown size
+    assert media.validate_video(mkv, require_audio=True).n_frames == CLIP_FRAMES
+
+
 def _patch_mkv_duration(src: Path, dst: Path, factor: float) -> Path:
     """Rewrite the Segment Info Duration (EBML id 0x4489, an 8-byte float) - the bytes and packets stay intact."""
     import struct
