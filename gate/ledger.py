@@ -177,7 +177,7 @@ class Ledger:
                 app_id = con.execute("PRAGMA application_id").fetchone()[0]
                 cols = tuple(r[1] for r in con.execute("PRAGMA table_info(ledger)"))
         except sqlite3.Error as exc:
-            raise InputError(where, "must be a hallo3-gate ledger (an SQLite database)", _why(exc)) from None
+            raise _sqlite_failure(self.path, exc, "must be a hallo3-gate ledger (an SQLite database)") from None
         if app_id not in (0, APPLICATION_ID):
             raise InputError(where, "must be a hallo3-gate ledger", f"another application's database (id {app_id})")
         if not cols:
@@ -194,7 +194,7 @@ class Ledger:
             else:
                 con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise InputError(str(self.path), "ledger must be an SQLite database we can open", _why(exc)) from None
+            raise _sqlite_failure(self.path, exc, "ledger must be an SQLite database we can open") from None
         with closing(con):
             con.row_factory = sqlite3.Row
             if not read_only:
@@ -207,7 +207,7 @@ class Ledger:
             with self._connect(read_only=True) as con:
                 yield con
         except sqlite3.Error as exc:
-            raise InputError(str(self.path), "ledger must be a readable, intact SQLite database", _why(exc)) from None
+            raise _sqlite_failure(self.path, exc, "ledger must be a readable, intact SQLite database") from None
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -250,10 +250,9 @@ class Ledger:
                         with contextlib.suppress(sqlite3.Error):
                             con.execute("ROLLBACK")
                     raise
-        except sqlite3.OperationalError as exc:
-            raise OutputError(str(self.path), "ledger must be writable", _why(exc)) from None
-        except sqlite3.DatabaseError as exc:
-            raise InputError(str(self.path), "ledger must be an intact SQLite database", _why(exc)) from None
+        except sqlite3.Error as exc:
+            rule, io_rule = "ledger must be an intact SQLite database", "ledger must be writable"
+            raise _sqlite_failure(self.path, exc, rule, io_rule) from None
         return Row(**fields)
 
     @staticmethod
@@ -342,6 +341,24 @@ def _row_problems(row: Row, prev: str, expected_seq: int) -> list[str]:
     if row_hash(row.__dict__) != row.row_hash:
         problems.append(f"{where}: row fields were edited (row_hash mismatch)")
     return problems
+
+
+_NOT_A_LEDGER = ("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_FORMAT")  # the file's content (extended codes too)
+
+
+def _sqlite_failure(
+    path: Path,
+    exc: sqlite3.Error,
+    rule: str,
+    io_rule: str = "ledger must be readable (SQLite also writes its -wal and -shm files beside it)",
+) -> InputError | OutputError:
+    """What an SQLite error means for the user: a file that is not an intact SQLite database is a bad input file
+    (exit 4); anything else (disk full, I/O error, read-only, cannot open, locked past the timeout) is an I/O error on
+    the ledger (exit 74)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(_NOT_A_LEDGER):
+        return InputError(str(path), rule, _why(exc))
+    return OutputError(str(path), io_rule, _why(exc))
 
 
 def _read_only_uri(path: Path) -> str:

@@ -403,11 +403,14 @@ def _publish(inputs: RunInputs, ledger: Ledger, staging: Path, final: Path, deci
         _kill_point(inputs, "mid_publish")
         publish(staging, final)
     except (OSError, Hallo3Error) as exc:
-        why = exc.one_line() if isinstance(exc, Hallo3Error) else f"{exc.filename or staging}: {exc.strerror}"
+        if isinstance(exc, Hallo3Error):
+            where, why = exc.subject, exc.value if exc.value is not None else exc.rule
+        else:
+            where, why = exc.filename or staging, exc.strerror or type(exc).__name__
         raise OutputError(
-            str(staging),
-            f"run {inputs.run_id} is recorded in the ledger as {decision} but could not be published; "
-            f"the next gate run with --out {inputs.layout.out_dir} publishes it",
+            str(where),
+            f"could not be written: run {inputs.run_id} is recorded in the ledger as {decision} but not yet "
+            "published; the next gate run with this --out publishes it",
             why,
         ) from None
     return record
