@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 
 from gate import ledger as ledger_mod
-from gate import media
 from gate.cli import main
 from gate.ledger import Ledger
 from gate.staging import Layout, recover
@@ -97,16 +96,6 @@ class WriteFaults:
             return real_next(con, **values)
 
         mp.setattr(ledger_mod.Ledger, "_next_row", staticmethod(next_row))
-
-
-@pytest.fixture(scope="module")
-def short_clip(e2e_inputs, tmp_path_factory) -> Path:
-    """The first second of the e2e talking video: every run here is a whole gate run, so keep it small."""
-    clip = media.read_video(e2e_inputs.talking)
-    n = round(clip.fps)
-    audio = clip.audio[: int(clip.sample_rate * n / clip.fps)] if clip.audio is not None else None
-    path = tmp_path_factory.mktemp("disk-full") / "talking-1s.mp4"
-    return media.write_mp4(path, clip.frames[:n], clip.fps, audio=audio, sample_rate=clip.sample_rate)
 
 
 def _review(gate_env, clip: Path, root: Path) -> list[str]:
