@@ -150,3 +150,105 @@ def test_a_metric_that_raises_fails_closed_with_exit_3(gate_env, tmp_path, capsy
     code, rec = _cli_json(capsys, _review(gate_env, tmp_path / "o", "--policy", str(policy), "--json"))
     assert code == 3 and rec["decision"] == "quarantined"
     assert any("simulated metric crash" in r for r in rec["reasons"])
+
+
+# --- errors before any work write nothing: no --out directory, no ledger -------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    return {
+        str(p.relative_to(root)): (
+            p.is_dir(),
+            p.stat().st_size if p.is_file() else 0,
+            p.read_bytes() if p.is_file() else b"",
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+TECH = 'name = "t"\nversion = "1"\n[checks.fps]\nmetric = "fps"\nmin = 24\n'
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "needle"),
+    [
+        ("policy-no-required-check", 2, "at least one required check"),
+        ("policy-not-utf8", 2, "UTF-8"),
+        ("policy-201-checks", 2, "at most 200 checks"),
+        ("video-not-a-video", 4, "clip.mp4"),
+        ("audio-missing", 4, "nope.wav"),
+        ("portrait-not-an-image", 4, "face.png"),
+        ("out-is-a-file", 2, "--out must be a directory"),
+        ("ledger-empty-file", 4, "0 bytes"),
+        ("ledger-of-another-app", 4, "a ledger table with columns id, memo"),
+        ("unknown-kill-stage", 2, "HALLO3_GATE_TEST_KILL_AT"),
+    ],
+)
+def test_errors_before_any_work_write_nothing(gate_env, tmp_path, capsys, monkeypatch, case, code, needle):
+    import sqlite3
+
+    work = tmp_path / "work"
+    work.mkdir()
+    policy, video, audio, portrait = work / "p.toml", gate_env.talking, gate_env.audio, gate_env.portrait
+    policy.write_text(TECH)
+    out, ledger = work / "out", work / "ledger.sqlite"
+    if case == "policy-no-required-check":
+        policy.write_text(TECH + "required = false\n")
+    elif case == "policy-not-utf8":
+        policy.write_bytes(TECH.encode() + b'why = "caf\xe9"\n')
+    elif case == "policy-201-checks":
+        policy.write_text(
+            'name="x"\nversion="1"\n' + "".join(f'[checks.c{i}]\nmetric="fps"\nmin=1\n' for i in range(201))
+        )
+    elif case == "video-not-a-video":
+        video = work / "clip.mp4"
+        video.write_text("this is not a video\n")
+    elif case == "audio-missing":
+        audio = work / "nope.wav"
+    elif case == "portrait-not-an-image":
+        portrait = work / "face.png"
+        portrait.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    elif case == "out-is-a-file":
+        out.write_text("a file\n")
+    elif case == "ledger-empty-file":
+        ledger.write_bytes(b"")
+    elif case == "ledger-of-another-app":
+        con = sqlite3.connect(ledger)
+        con.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY, memo TEXT)")
+        con.commit()
+        con.close()
+    elif case == "unknown-kill-stage":
+        monkeypatch.setenv("HALLO3_GATE_TEST_KILL_AT", "after_lunch")
+    before = _tree(work)
+    argv = ["review", str(video), "--reference", str(portrait), "--audio", str(audio), "--out", str(out)]
+    capsys.readouterr()
+    assert main([*argv, "--ledger", str(ledger), "--policy", str(policy)]) == code
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert _tree(work) == before  # no --out, no staging/, no ledger, nothing of the user's changed
+
+
+def test_verify_refuses_a_ledger_row_edited_to_released(runs, gate_env, tmp_path, capsys):
+    """A quarantined video whose ledger row was edited to "released": verify names the broken chain, exit 5."""
+    import shutil
+    import sqlite3
+
+    _, rec = runs[1]["quarantined"]
+    video = Path(rec["output"]["path"])
+    ledger = tmp_path / "copy.sqlite"
+    src = Ledger(gate_env.env["HALLO3_GATE_LEDGER"])
+    con = sqlite3.connect(src.path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the copy must hold every committed row
+    con.close()
+    shutil.copy(src.path, ledger)
+    code, rep = _cli_json(capsys, ["verify", str(video), "--ledger", str(ledger), "--json"])
+    assert code == 0 and rep["record"]["decision"] == "quarantined"  # the intact chain: the true decision
+    con = sqlite3.connect(ledger)
+    con.execute("UPDATE ledger SET decision = 'released' WHERE run_id = ?", (rec["run_id"],))
+    con.commit()
+    con.close()
+    seq = Ledger(ledger).find_by_run(rec["run_id"]).seq
+    code = main(["verify", str(video), "--ledger", str(ledger), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 5 and '"decision": "released"' not in out
+    assert str(ledger) in err and f"row seq {seq} (run {rec['run_id']})" in err and "chain" in err, err
