@@ -44,6 +44,7 @@ from gate import containers
 from provenance.c2pa import ingredient_format
 from reports.atomic import atomic_path
 from reports.errors import InputError, UsageError
+from reports.images import rgb8
 
 MIN_SIDE = 16  # smallest width/height accepted for a video (a 1x1 "video" is not a video)
 MIN_FRAMES = 2  # one frame is a still image, not a video
@@ -509,7 +510,7 @@ def read_image(path: str | Path) -> np.ndarray:
     fmt = ingredient_format(p, kind="image")
     try:
         with Image.open(p, formats=[PIL_FORMATS[fmt.mime]]) as im:
-            arr = _rgb8(ImageOps.exif_transpose(im), p)
+            arr = rgb8(ImageOps.exif_transpose(im), str(p))
     except Image.DecompressionBombError as exc:
         raise InputError(str(p), "image must have at most Pillow's pixel limit", _why(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as exc:
@@ -518,22 +519,6 @@ def read_image(path: str | Path) -> np.ndarray:
     if min(h, w) < MIN_PORTRAIT_SIDE:
         raise InputError(str(p), f"image must be at least {MIN_PORTRAIT_SIDE} px on each side", f"{w}x{h}")
     return arr
-
-
-def _rgb8(im: Image.Image, p: Path) -> np.ndarray:
-    mode = im.mode
-    if mode.startswith("I;16"):  # 16-bit grey: scale to 8 bits (rounded), never clip
-        grey16 = np.asarray(im).astype(np.uint32)
-        grey = ((grey16 * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode in ("I", "F"):
-        kind = "integer" if mode == "I" else "floating-point"
-        raise InputError(str(p), "image samples must be 8 or 16 bits", f"32-bit {kind} pixels (mode {mode})")
-    if "A" in mode or "a" in mode or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(im.convert("RGB"))
 
 
 # ---------------------------------------------------------------------------------------------------------- writing

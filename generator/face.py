@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reports.errors import InputError, UsageError
+from reports.images import rgb8
 
 TARGET_HEIGHT = 480
 TARGET_WIDTH = 720
@@ -78,7 +79,7 @@ def load_image(source: str | Path | Image.Image | np.ndarray, subject: str | Non
             else:
                 picture = Image.open(Path(source))
                 picture.load()
-            array = np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
+            array = rgb8(ImageOps.exif_transpose(picture), name)
         except FileNotFoundError as error:
             raise InputError(name, "reference image must exist", "not found") from error
         except (UnidentifiedImageError, OSError, ValueError) as error:

@@ -132,6 +132,15 @@ def test_image_modes_are_converted_to_rgb(tmp_path: Path) -> None:
     assert rgb.shape == (80, 90, 3) and (rgb == 77).all()
 
 
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
+    path = tmp_path / "grey16.png"
+    ramp = np.linspace(0, 65535, 90).round().astype(np.uint16)  # black to white across the width
+    Image.fromarray(np.tile(ramp, (80, 1))).save(path)
+    rgb = load_image(path)
+    expected = np.round(ramp / 257.0).astype(np.uint8)  # 65535 / 255 = 257 exactly
+    assert rgb.shape == (80, 90, 3) and (rgb[0, :, 0] == expected).all() and (rgb[..., 0] == rgb[..., 2]).all()
+
+
 def test_real_portrait_with_a_real_detector(portraits: list[Path]) -> None:
     pytest.importorskip("dlib")
     from generator.tiny import TinyFaceAnalyser
