@@ -39,6 +39,10 @@ app.add_typer(ledger_app, name="ledger")
 LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
 DEBUG_ENV = "HALLO3_GATE_DEBUG"
 # emoji=False: ":smile:" in a file name stays ":smile:"; highlight=False: no colouring guessed from the text
+# What the portrait and speech options accept: the C2PA ingredient formats (provenance.c2pa.INGREDIENT_FORMATS, kept
+# in step by tests/gate/test_cli_usage.py; not imported here so `--help` does not load the C2PA SDK).
+PORTRAIT_FORMATS = "JPEG, PNG, GIF, WebP, TIFF"
+SPEECH_FORMATS = "WAV, MP3, FLAC, M4A, Ogg"
 console = Console(highlight=False, soft_wrap=True, emoji=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
@@ -190,8 +194,10 @@ def verify_command(
 def stamp_command(
     in_video: str = typer.Argument(..., help="An existing talking-portrait video (with its audio track)."),
     out: str = typer.Argument(..., help="The watermarked, signed MP4 to write (appears complete or not at all)."),
-    portrait: str = typer.Option(..., "--portrait", help="The reference portrait (JPEG/PNG), a manifest ingredient."),
-    audio: str = typer.Option(..., "--audio", help="The speech audio (WAV/MP3), a manifest ingredient."),
+    portrait: str = typer.Option(
+        ..., "--portrait", help=f"The reference portrait ({PORTRAIT_FORMATS}), a manifest ingredient."
+    ),
+    audio: str = typer.Option(..., "--audio", help=f"The speech audio ({SPEECH_FORMATS}), a manifest ingredient."),
     crf: int = typer.Option(18, "--crf", help="H.264 CRF of the re-encode (0-51)."),
     trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for the verification after signing."),
     require_trusted: bool = typer.Option(
@@ -274,7 +280,9 @@ def _measure_row(m) -> dict:
 @app.command("measure")
 def measure_command(
     video: str = typer.Argument(..., help="The talking-portrait video to measure."),
-    reference: str | None = typer.Option(None, "--reference", help="The reference portrait (JPEG/PNG) for identity."),
+    reference: str | None = typer.Option(
+        None, "--reference", help=f"The reference portrait ({PORTRAIT_FORMATS}) for identity."
+    ),
     audio: str | None = typer.Option(None, "--audio", help="Speech to use instead of the video's own audio track."),
     weights_dir: str | None = typer.Option(None, "--weights-dir", help="Directory searched first for weight files."),
     fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
@@ -393,8 +401,10 @@ def _ledger_path(ledger: str | None):
 @app.command("review")
 def review_command(
     video: str = typer.Argument(..., help="The existing talking-portrait video to gate."),
-    reference: str = typer.Option(..., "--reference", help="The reference portrait it must show (JPEG/PNG)."),
-    audio: str = typer.Option(..., "--audio", help="The speech it was driven by (WAV/MP3)."),
+    reference: str = typer.Option(
+        ..., "--reference", help=f"The reference portrait it must show ({PORTRAIT_FORMATS})."
+    ),
+    audio: str = typer.Option(..., "--audio", help=f"The speech it was driven by ({SPEECH_FORMATS})."),
     out: str = typer.Option(..., "--out", help="Output directory: released/, quarantine/, staging/."),
     policy: str | None = typer.Option(None, "--policy", help="Policy TOML (default: the shipped default policy)."),
     ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
@@ -436,8 +446,8 @@ def review_command(
 
 @app.command("generate")
 def generate_command(
-    portrait: str = typer.Option(..., "--portrait", help="The reference portrait (JPEG/PNG)."),
-    audio: str = typer.Option(..., "--audio", help="The driving speech (WAV/MP3)."),
+    portrait: str = typer.Option(..., "--portrait", help=f"The reference portrait ({PORTRAIT_FORMATS})."),
+    audio: str = typer.Option(..., "--audio", help=f"The driving speech ({SPEECH_FORMATS})."),
     out: str = typer.Option(..., "--out", help="Output directory: released/, quarantine/, staging/."),
     prompt: str = typer.Option("", "--prompt", help="Scene description (Hallo3 backend; T5, 226 tokens max)."),
     backend: str = typer.Option("hallo3", "--backend", help="hallo3 (needs --model), still (baseline), hallo3-tiny."),

@@ -433,3 +433,10 @@ def test_app_help_and_readme_list_the_global_codes():
     section = README.read_text().split("### Exit codes", 1)[1].split("###", 1)[0]
     table = {int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.M)}
     assert table == {int(c) for c in ExitCode}
+
+
+def test_the_format_lists_in_the_help_are_the_ingredient_formats():
+    from provenance.c2pa import INGREDIENT_FORMATS
+
+    for kind, listed in (("image", cli.PORTRAIT_FORMATS), ("audio", cli.SPEECH_FORMATS)):
+        assert listed.split(", ") == [f.name for f in INGREDIENT_FORMATS if f.kind == kind]
