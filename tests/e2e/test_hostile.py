@@ -242,6 +242,13 @@ def test_f2_f9_stamp_to_a_directory_is_refused_and_it_is_untouched(sb):
     sb.rejected(sb.stamp(target), IO, str(target), timeout=120)
 
 
+def test_f2_stamp_to_a_symlink_never_writes_through_it(sb):
+    precious = sb.file("elsewhere/thesis.mp4", b"the user's only copy")
+    link = sb.root / "out.mp4"
+    link.symlink_to(precious)
+    sb.rejected(sb.stamp(link), IO, str(link), timeout=120)
+
+
 # --- f3: a truncated file in any container is a bad input (4), never a release ---------------------------------------
 
 CONTAINERS = {  # name: (suffix, format, video codec, audio codec, muxer options)
@@ -462,6 +469,11 @@ def test_f9_wav_claiming_1_hz_in_generate_is_bad_input(sb):
     sb.rejected([*argv, "--policy", str(hf.OFFLINE_POLICY)], INPUT, str(wav), timeout=120)
 
 
+def test_f9_wav_claiming_1_hz_in_measure_is_bad_input(sb):
+    wav = hf.write_wav(sb.root / "one-hertz.wav", np.zeros(16000, np.float32), 16000, claimed_rate=1)
+    sb.rejected(["measure", sb.media.talking, "--audio", wav, "--json"], INPUT, str(wav), timeout=120)
+
+
 def test_f9_policy_that_is_not_utf8_is_a_usage_error(sb):
     policy = sb.file("latin1.toml", 'name = "caf\xe9"\nversion = "1"\n'.encode("latin-1"))
     sb.rejected(sb.review(policy=policy), USAGE, str(policy))
@@ -472,12 +484,10 @@ def test_f9_out_that_is_a_file_is_a_usage_error(sb):
     sb.rejected(sb.review(out=out), USAGE, str(out))
 
 
-def test_f9_out_under_proc_is_refused(sb):
+def test_f9_out_under_proc_is_74(sb):
     out = Path("/proc/hallo3-gate-out")
-    res = sb.run(*sb.review(out=out), timeout=120)
-    assert res.code in (IO, USAGE), str(res)
-    hf.assert_clean_failure(res, res.code, str(out))
-    assert not sb.ledger.exists(), "an early error created the ledger"
+    sb.rejected(sb.review(out=out), IO, str(out), timeout=120)
+    assert not out.exists()
 
 
 def test_f9_read_only_out_is_74(sb):
@@ -508,22 +518,14 @@ def foreign_sqlite(sb) -> Path:
 
 
 def test_f9_review_with_a_foreign_ledger_table_is_refused(sb, foreign_sqlite):
-    res = sb.run(*sb.review(None, "--ledger", str(foreign_sqlite)), timeout=120)
-    assert res.code == INPUT, str(res)
-    before_rows = [(1, 12.5, "coffee"), (2, -3.0, "refund")]
+    sb.rejected(sb.review(None, "--ledger", str(foreign_sqlite)), INPUT, str(foreign_sqlite), timeout=120)
     with contextlib.closing(sqlite3.connect(foreign_sqlite)) as con:
-        assert con.execute("SELECT * FROM ledger").fetchall() == before_rows
-    hf.assert_clean_failure(res, res.code, str(foreign_sqlite))
-    assert not (sb.out / "released").exists() and not (sb.out / "quarantine").exists(), str(res)
+        assert con.execute("SELECT * FROM ledger").fetchall() == [(1, 12.5, "coffee"), (2, -3.0, "refund")]
 
 
 @pytest.mark.parametrize("command", ["verify", "show"])
 def test_f9_ledger_command_on_a_foreign_ledger_table_is_refused(sb, foreign_sqlite, command):
-    before = sb.snap()
-    res = sb.run("ledger", command, "--ledger", foreign_sqlite)
-    assert res.code == INPUT, str(res)
-    hf.assert_clean_failure(res, res.code, str(foreign_sqlite))
-    hf.assert_unchanged(before, sb.snap())
+    sb.rejected(["ledger", command, "--ledger", foreign_sqlite], INPUT, str(foreign_sqlite))
 
 
 @pytest.fixture()
@@ -608,10 +610,8 @@ def test_f11_video_that_is_a_fifo_is_refused_without_blocking(sb):
 
 def test_f11_zero_byte_ledger_is_refused_and_left_empty(sb):
     empty = sb.file("empty.sqlite", b"")
-    res = sb.run("ledger", "verify", "--ledger", empty)
-    assert res.code == INPUT, str(res)
-    hf.assert_clean_failure(res, res.code, str(empty))
-    assert empty.stat().st_size == 0 and not list(sb.root.glob("empty.sqlite-*")), "the ledger was written into"
+    sb.rejected(["ledger", "verify", "--ledger", empty], INPUT, str(empty))
+    assert empty.stat().st_size == 0
 
 
 def test_f11_ledger_verify_of_a_missing_ledger_creates_none(sb):
@@ -626,6 +626,58 @@ def test_f11_verify_of_an_avi_exits_with_the_codes_its_help_states(sb, truncated
     whole_avi, cut_avi = truncated_clips["avi"]
     sb.rejected(["verify", whole_avi], PROVENANCE, str(whole_avi))
     sb.rejected(["verify", cut_avi], INPUT, str(cut_avi))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 8 finding 11: waiting for H3 (and H1 for the message) - generate --backend puppet with a portrait "
+    "without a face exits 4 but leaves OUT/released, OUT/quarantine, OUT/staging and an empty ledger; the message "
+    "names 'portrait', not the file",
+)
+def test_f11_generate_puppet_with_a_faceless_portrait_writes_nothing(sb):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    noise = sb.root / "noise.png"
+    Image.fromarray((rng.random((hf.H, hf.W, 3)) * 255).astype(np.uint8)).save(noise)
+    argv = ["generate", "--backend", "puppet", "--portrait", noise, "--audio", sb.media.audio, "--out", sb.out]
+    sb.rejected([*argv, "--policy", hf.OFFLINE_POLICY], INPUT, str(noise), timeout=120)
+
+
+def test_f5_ledger_verify_of_an_edited_row_exits_1_naming_it(sb):
+    ledger = _intact_ledger(sb.root / "l.sqlite")
+    with contextlib.closing(sqlite3.connect(ledger)) as con:
+        con.execute("UPDATE ledger SET decision = 'released'")
+        con.commit()
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = sb.snap()
+    res = sb.run("ledger", "verify", "--ledger", ledger)
+    assert res.code == GATE_FAILED, str(res)  # its help: 0 intact; 1 tampered (the problems are listed)
+    assert "TAMPERED" in res.stdout and "seq 1" in res.stdout and "Traceback" not in res.stdout + res.stderr
+    after = sb.snap()
+    hf.assert_unchanged(before, after)
+    assert set(hf.new_entries(before, after)) <= {f"{ledger}-wal", f"{ledger}-shm"}
+
+
+def test_review_with_a_baseline_without_records_is_a_usage_error(sb):
+    empty = sb.root / "baseline"
+    empty.mkdir()
+    sb.rejected(sb.review(None, "--baseline", str(empty)), USAGE, str(empty))
+
+
+def test_review_with_a_missing_policy_is_a_usage_error(sb):
+    missing = sb.root / "policy.toml"
+    sb.rejected(sb.review(policy=missing), USAGE, str(missing))
+
+
+def test_keys_show_without_any_credentials_is_a_provenance_error(sb):
+    sb.env["HALLO3_GATE_KEYS_DIR"] = str(sb.root / "no-keys")
+    sb.rejected(["keys", "show"], PROVENANCE, "HALLO3_GATE_SIGN_CHAIN", "keys init")
+
+
+def test_f11_verify_of_an_empty_file_is_bad_input(sb):
+    empty = sb.file("empty.mp4", b"")
+    sb.rejected(["verify", empty], INPUT, str(empty))
 
 
 def test_f11_verify_of_a_text_file_is_bad_input(sb):
@@ -825,20 +877,13 @@ def test_verify_with_an_unreadable_trust_file_is_a_usage_error(sb, stamped):
 
 def test_review_with_a_ledger_that_is_a_directory_is_refused(sb):
     d = sb.root / "ledger-dir"
-    d.mkdir()
-    res = sb.run(*sb.review(None, "--ledger", str(d)), timeout=120)
-    assert res.code == INPUT, str(res)  # an existing path that is not a ledger, like the foreign/0-byte cases
-    hf.assert_clean_failure(res, res.code, str(d))
-    assert not any(d.iterdir()) and not (sb.out / "released").exists()
+    d.mkdir()  # an existing path that is not a ledger, like the foreign and 0-byte cases: 4
+    sb.rejected(sb.review(None, "--ledger", str(d)), INPUT, str(d), timeout=120)
 
 
 def test_ledger_show_of_a_text_file_is_refused_and_unchanged(sb):
     fake = sb.file("ledger.txt", "not sqlite\n" * 100)
-    before = sb.snap()
-    res = sb.run("ledger", "show", "--ledger", fake)
-    assert res.code == INPUT, str(res)
-    hf.assert_clean_failure(res, res.code, str(fake))
-    hf.assert_unchanged(before, sb.snap())
+    sb.rejected(["ledger", "show", "--ledger", fake], INPUT, str(fake))
 
 
 def test_stamp_of_a_video_without_audio_is_bad_input(sb, tmp_path):
