@@ -41,7 +41,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,6 +58,7 @@ from gate.staging import (
     discard,
     file_kind,
     make_layout,
+    nearest_existing,
     new_staging,
     publish,
     recover,
@@ -113,6 +114,20 @@ class RunRequest:
     run_id: str | None = None
 
 
+class Decoded:
+    """The reviewed video, decoded in full while the inputs are checked, and handed over once (``take``) so that its
+    frames can be freed as soon as they are encoded: the run never holds two decoded copies of a long video."""
+
+    def __init__(self, clip: media.Media | None) -> None:
+        self._clip = clip
+
+    def take(self) -> media.Media:
+        clip, self._clip = self._clip, None
+        if clip is None:
+            raise RuntimeError("the reviewed video was already handed over (or there is none)")
+        return clip
+
+
 @dataclass(frozen=True)
 class RunInputs:
     """Everything a run works from, validated before anything is written (``prepare``)."""
@@ -126,7 +141,7 @@ class RunInputs:
     audio_path: Path
     speech: tuple[np.ndarray, int]  # the --audio file, decoded (mono float32, sample rate)
     video_in: Path | None  # review mode: the reviewed file ...
-    reviewed: media.Media | None  # ... decoded in full
+    reviewed: Decoded  # ... decoded in full (handed over once)
     fvd_reference: Path | None
     baseline: dict[str, float] | None  # means of the baseline run's metrics, when regression limits apply
     layout: Layout
@@ -267,9 +282,7 @@ def _check_ledger(path: Path) -> None:
     if os.path.lexists(path):
         Ledger(path)
         return
-    parent = Path(os.path.abspath(path)).parent
-    while not os.path.lexists(parent) and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(str(path), "a new ledger must be creatable here", f"{parent} is not writable")
 
@@ -294,11 +307,13 @@ def prepare(req: RunRequest) -> RunInputs:
     baseline = _baseline(req, pol)
     ledger_path = Path(req.ledger_path) if req.ledger_path is not None else default_path()
     _check_ledger(ledger_path)
+    if req.run_id is not None and os.path.lexists(ledger_path) and Ledger(ledger_path).find_by_run(run_id):
+        raise UsageError("run_id", "must be new: the ledger already records a run with this id", run_id)
     layout = check_layout(Path(req.out_dir))
     signer = load_signer(req.signer or SignerConfig.from_env())
     reference_rgb = media.read_image(portrait)  # decoding last: the cheap checks answer first
     speech = media.read_audio(audio_path)
-    reviewed = media.read_video(video_in) if video_in is not None else None
+    reviewed = Decoded(media.read_video(video_in) if video_in is not None else None)
     return RunInputs(
         request=req,
         run_id=run_id,
@@ -437,12 +452,23 @@ def _write_reports(inputs: RunInputs, record: S.GateRecord, staging: Path) -> No
 # --- 3. the work in staging -----------------------------------------------------------------------------------------
 
 
-def _frames(inputs: RunInputs, say: Progress):
+class _Source(NamedTuple):
+    """What the watermark is embedded into: frames, fps and audio, and what made them."""
+
+    frames: np.ndarray
+    fps: float
+    audio: np.ndarray | None
+    sample_rate: int | None
+    generator: S.GeneratorInfo
+    weights: list[dict[str, Any]]
+
+
+def _frames(inputs: RunInputs, say: Progress) -> _Source:
     """Frames, fps, audio and generator info: from a backend (generate) or from the reviewed file (review)."""
     from gate import backends
 
-    if inputs.reviewed is not None:
-        clip = inputs.reviewed
+    if inputs.mode == "review":
+        clip = inputs.reviewed.take()
         if clip.audio is not None and clip.sample_rate:
             audio, sr, audio_source = clip.audio, clip.sample_rate, "the reviewed video's own audio track"
         else:
@@ -452,7 +478,7 @@ def _frames(inputs: RunInputs, say: Progress):
             model_name="unknown (review mode)",
             config={"reviewed_video": str(inputs.video_in), "audio_source": audio_source},
         )
-        return clip.frames, clip.fps, audio, sr, gen, []
+        return _Source(clip.frames, clip.fps, audio, sr, gen, [])
     req = inputs.request
     say(f"generating with backend {req.backend}")
     audio, sr = inputs.speech
@@ -466,22 +492,23 @@ def _frames(inputs: RunInputs, say: Progress):
         model_dir=req.model_dir,
         steps=req.steps,
     )
-    return out.frames, out.fps, out.audio, out.sample_rate, info, weights_used
+    return _Source(out.frames, out.fps, out.audio, out.sample_rate, info, weights_used)
 
 
 def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progress) -> Candidate:
     created_at = _now()
-    if inputs.reviewed is not None:
-        say(f"reading {inputs.video_in}")
-    frames, fps, audio, sr, gen_info, weights_used = _frames(inputs, say)
+    source = _frames(inputs, say)
+    gen_info, weights_used = source.generator, source.weights
     timer.lap("generate" if inputs.mode == "generate" else "read")
 
     # watermark every frame with a payload naming this output, encode into staging
     payload = watermark.new_payload()
     video = staging / VIDEO_NAME
-    say(f"watermarking {len(frames)} frames and encoding")
-    encode_watermarked(frames, fps, audio, sr, video, payload=payload, crf=inputs.request.crf)
-    del frames
+    say(f"watermarking {len(source.frames)} frames and encoding")
+    encode_watermarked(
+        source.frames, source.fps, source.audio, source.sample_rate, video, payload=payload, crf=inputs.request.crf
+    )
+    del source
     timer.lap("watermark_encode")
     _kill_point(inputs, "after_encode")
 

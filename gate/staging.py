@@ -132,13 +132,14 @@ def check_layout(out_dir: Path) -> Layout:
                     str(sub), "must be a directory the gate made (never a symlink or a file)", file_kind(mode)
                 )
     for place in (layout.out_dir, *layout.directories):
-        existing = _nearest_existing(place)
+        existing = nearest_existing(place)
         if not os.access(existing, os.W_OK | os.X_OK):
             raise OutputError(str(layout.out_dir), "output directory must be writable", f"{existing} is not writable")
     return layout
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """``path`` or its nearest ancestor that exists (where a new file or directory would be made)."""
     path = Path(os.path.abspath(path))
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
