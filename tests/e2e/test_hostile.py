@@ -841,6 +841,25 @@ def test_f14_text_file_as_npz_gets_no_unsafe_loading_advice(sb):
     assert res.code in (INPUT, NOT_MEASURED), str(res)
 
 
+def test_f14_text_file_as_torch_weights_gets_no_weights_only_advice(sb):
+    """A text file where SyncNet's torch checkpoint should be: refused by its sha256 before torch reads it."""
+    from gate import weights
+
+    wdir = sb.root / "weights"
+    wdir.mkdir()
+    fake = wdir / weights.REGISTRY["syncnet"].filename
+    fake.write_text("not a checkpoint\n")
+    sb.env["HALLO3_GATE_WEIGHTS"] = str(wdir)
+    before = sb.snap()
+    res = sb.run("measure", sb.media.talking, "--json", timeout=200)
+    assert res.code == NOT_MEASURED, str(res)
+    text = res.stdout + res.stderr
+    assert "weights_only" not in text and "unsafely" not in text and "Traceback" not in text, str(res)
+    reason = json.loads(res.stdout)["sync_c"]["reason"]
+    assert weights.REGISTRY["syncnet"].sha256 in reason, reason  # the pinned hash, beside the one found
+    hf.assert_unchanged(before, sb.snap())
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="issue 8 finding 11/14: waiting for H3 - review releases (exit 0) with an unreadable --fvd-reference when "
