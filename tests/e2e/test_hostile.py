@@ -454,6 +454,27 @@ def test_f8_stamp_onto_a_full_disk_is_74_and_leaves_nothing(sb):
         assert not hf.new_entries(before, after), hf.new_entries(before, after)
 
 
+def test_f8_f9_ledger_on_a_read_only_filesystem_is_74_and_nothing_is_released(sb):
+    """The ledger cannot take the row (read-only mount): 74 naming it, nothing released, the chain still intact.
+    (Found before any work today; were it found only at the append, the run would roll back the same way.)"""
+    if os.geteuid() != 0:
+        pytest.skip("needs a read-only mount (root); chmod does not stop root and is not used here")
+    with _mounted_tmpfs(sb.root.parent / "ledger-fs", "size=1m") as fs:
+        ledger = _intact_ledger(fs / "ledger.sqlite")
+        r = subprocess.run(["mount", "-o", "remount,ro", str(fs)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot remount read-only ({r.stderr.strip()})")
+        before = hf.snapshot(fs)
+        res = sb.run(*sb.review(None, "--ledger", str(ledger)))
+        hf.assert_clean_failure(res, IO, str(ledger))
+        hf.assert_unchanged(before, hf.snapshot(fs))
+        assert not hf.released_videos(sb.out), str(res)
+        staging = sb.out / "staging"
+        assert not staging.exists() or not [p for p in staging.iterdir()], "staging left behind"
+        subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True, capture_output=True)
+        assert _ledger_ok(ledger)  # (SQLite needs its -wal/-shm beside a WAL ledger even to read it)
+
+
 # --- f9: bad inputs and unwritable outputs get their code, one line, nothing written ---------------------------------
 
 
@@ -937,9 +958,13 @@ def test_unexpected_error_exits_70_naming_a_log_with_the_traceback(sb, monkeypat
     assert len(lines) == 1, cap.err
     log = hf.named_log(cap.err)
     assert log is not None, f"no existing log file named in {cap.err!r}"
+    assert log.is_relative_to(sb.home), f"{log}: the log belongs in the user's state directory (XDG_STATE_HOME)"
     text = log.read_text()
     assert "Traceback" in text and "simulated bug 4c1d" in text
     hf.assert_unchanged(before, sb.snap())
+    # --debug shows the same traceback on stderr instead, with the same code
+    assert main(["--debug", "ledger", "verify", "--ledger", str(ledger)]) == INTERNAL
+    assert "simulated bug 4c1d" in capsys.readouterr().err
 
 
 def test_exit_codes_are_the_contract():
