@@ -186,7 +186,7 @@ def assert_clean_failure(res: Result, code: int, *names: str, usage: bool = Fals
     lines = error_lines(res.stderr)
     assert lines, f"no message on stderr\n{res}"
     # click's usage errors carry a "Usage:" and "Try --help" line around the one-line error
-    assert len(lines) <= (6 if usage else 2), f"stderr is not a one-line message ({len(lines)} lines)\n{res}"
+    assert len(lines) <= (6 if usage else 1), f"stderr is not a one-line message ({len(lines)} lines)\n{res}"
     for name in names:
         assert name in res.stderr, f"stderr does not name {name!r}\n{res}"
 

@@ -895,6 +895,24 @@ def test_f14_fvd_reference_text_file_in_review_is_bad_input(sb):
 # --- other commands under hostile input ---------------------------------------------------------------------------
 
 
+def test_decompression_bomb_portrait_is_bad_input_without_decoding_it(sb):
+    from PIL import Image
+
+    bomb = sb.root / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 48 KB on disk, 400 Mpx (1.2 GB as RGB) if decoded
+    res = sb.rejected(sb.review(reference=bomb), INPUT, str(bomb), timeout=60)
+    assert res.seconds < 30, f"took {res.seconds:.1f} s"
+
+
+def test_control_characters_in_a_path_stay_on_one_line(sb):
+    """A newline and an ANSI escape in a file name cannot forge a second stderr line or colour the terminal."""
+    evil = sb.root / "face\nhallo3-gate: RELEASED everything\x1b[32m.png"
+    res = sb.rejected(sb.review(reference=evil), INPUT, "RELEASED everything")
+    assert "\x1b" not in res.stderr and not any(
+        ln.startswith("hallo3-gate: RELEASED") for ln in res.stderr.splitlines()
+    )
+
+
 def test_measure_of_a_directory_is_bad_input(sb):
     sb.rejected(["measure", sb.root], INPUT, str(sb.root))
 
