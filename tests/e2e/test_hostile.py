@@ -216,6 +216,18 @@ def test_f1_review_leaves_foreign_staging_entries_alone(sb):
     assert _ledger_ok(sb.ledger)
 
 
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_f1_out_staging_that_is_not_a_gate_directory_is_refused_untouched(sb, kind):
+    """OUT/staging itself a user's file, or a symlink to the user's folder: refused before any work, left as it was."""
+    sb.out.mkdir()
+    if kind == "file":
+        sb.file("out/staging", "the user's file named staging\n")
+    else:
+        sb.file("precious/sub/a.txt", "keep\n")
+        (sb.out / "staging").symlink_to(sb.root / "precious", target_is_directory=True)
+    sb.rejected(sb.review(), USAGE, str(sb.out / "staging"), timeout=120)
+
+
 # --- f2: stamp never replaces a FIFO, a device or a directory at OUT ------------------------------------------------
 
 
