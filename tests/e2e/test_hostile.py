@@ -575,6 +575,11 @@ def test_f9_compare_out_that_is_a_file_is_a_usage_error(sb, run_dirs):
     sb.rejected(["compare", *run_dirs, "--out", out, "--no-pdf"], USAGE, str(out))
 
 
+def test_compare_of_a_corrupt_record_is_bad_input_and_writes_no_report(sb, run_dirs):
+    bad = sb.file("runs-a/r1/record.json", '{"run_id": 3')  # cut short
+    sb.rejected(["compare", run_dirs[0], "--out", sb.root / "cmp", "--no-pdf"], INPUT, str(bad))
+
+
 def test_f9_keys_init_dir_that_is_a_file_is_a_usage_error(sb):
     target = sb.file("keys-here", "a file\n")
     sb.rejected(["keys", "init", "--dir", target], USAGE, str(target))
