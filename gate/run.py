@@ -10,12 +10,13 @@ The order of a run, and what a failure at each point leaves:
    reference and baseline present), the signing credentials, the ledger (if it exists) and ``--out`` are checked.
    Nothing has been written: an error here (exit 2/4/5, or 74 for an output place that cannot be written) leaves
    no directory and no ledger behind.
-2. The output directories and, if absent, the ledger are created; interrupted runs are finished or rolled back
-   (``gate.staging.recover``); this run's marked, locked staging directory is made.
+2. The output directories are created; interrupted runs are finished or rolled back (``gate.staging.recover``);
+   this run's marked, locked staging directory is made.
 3. In staging: the watermarked video, measurement, decision, the signed manifest verified from disk, then the record
    and every report (record.json, report.html, junit.xml, summary.md, report.pdf). Any failure up to here rolls the
    run back: its staging directory is removed, nothing is recorded or released.
-4. The ledger row is appended (one SQLite transaction): the commit point.
+4. The ledger (created now if it does not exist) gets the run's row, one SQLite transaction: the commit point. A
+   run rolled back before it removes its staging directory and the output directories it created, if empty.
 5. ``record.json`` gets its ledger entry (one small write), and one atomic rename makes the staging directory
    ``released/<run_id>`` or ``quarantine/<run_id>``. A failure here (disk full, a kill) leaves a recorded run in
    staging: the next run in the same ``out_dir`` publishes it (recovery does only steps 5's small write and
@@ -250,12 +251,19 @@ def _check_kill_hook() -> str | None:
 
 
 def _fvd_reference(req: RunRequest, pol: policy_mod.Policy) -> Path | None:
+    """The FVD reference statistics (``--fvd-reference``, else the policy's fvd check), loaded once to prove they
+    are statistics — a bad file is refused now (exit 4), whether or not the policy scores FVD."""
+    from metrics.fvd import FVDState
+
     if req.fvd_reference is not None:
-        return _require_file(req.fvd_reference, "--fvd-reference")
-    refs = [c for c in pol.checks if c.metric == "fvd" and c.reference_set]
-    if not refs:
-        return None
-    return _require_file(Path(str(refs[0].reference_set)), f"{pol.path}: checks.{refs[0].name}.reference_set")
+        path = _require_file(req.fvd_reference, "--fvd-reference")
+    else:
+        refs = [c for c in pol.checks if c.metric == "fvd" and c.reference_set]
+        if not refs:
+            return None
+        path = _require_file(Path(str(refs[0].reference_set)), f"{pol.path}: checks.{refs[0].name}.reference_set")
+    FVDState.load(path)
+    return path
 
 
 def _baseline(req: RunRequest, pol: policy_mod.Policy) -> dict[str, float] | None:
@@ -340,32 +348,28 @@ def run(req: RunRequest, progress: Progress | None = None) -> RunOutcome:
     say = progress or (lambda _msg: None)
     timer = _Timer()
     inputs = prepare(req)
-    ledger = _open_outputs(inputs)
-    for note in recover(inputs.layout, ledger):
-        say(note)
-    timer.lap("prepare")
-    with new_staging(inputs.layout, inputs.run_id, ledger.path) as staging:
-        decision = _work_and_record(inputs, ledger, staging, timer, say)
-        final = inputs.layout.final_dir(decision, inputs.run_id)
-        record = _publish(inputs, ledger, staging, final, decision)
+    created = make_layout(inputs.layout)  # the first write
+    try:
+        for note in recover(inputs.layout, inputs.ledger_path):
+            say(note)
+        timer.lap("prepare")
+        with new_staging(inputs.layout, inputs.run_id, inputs.ledger_path) as staging:
+            ledger, decision = _work_and_record(inputs, staging, timer, say)
+            final = inputs.layout.final_dir(decision, inputs.run_id)
+            record = _publish(inputs, ledger, staging, final, decision)
+    except BaseException:
+        if not _has_row(inputs.ledger_path, inputs.run_id):  # rolled back: the directories it made go too, if empty
+            remove_if_empty(created)
+        raise
     say(f"{record.decision}: {final / VIDEO_NAME}")
     _append_step_summary(record, final)
     return RunOutcome(record, final, ExitCode(record.exit_code))
 
 
-def _open_outputs(inputs: RunInputs) -> Ledger:
-    """The first writes: the output directories, then the ledger if it does not exist (undone if that fails)."""
-    created = make_layout(inputs.layout)
-    try:
-        return Ledger(inputs.ledger_path, create=True)
-    except BaseException:
-        remove_if_empty(created)
-        raise
-
-
-def _work_and_record(inputs: RunInputs, ledger: Ledger, staging: Path, timer: _Timer, say: Progress) -> str:
-    """Steps 3-4: everything in staging, then the ledger row; returns the decision recorded. Any failure before the
-    row rolls the run back (an ``OSError`` becomes an ``OutputError`` saying so)."""
+def _work_and_record(inputs: RunInputs, staging: Path, timer: _Timer, say: Progress) -> tuple[Ledger, str]:
+    """Steps 3-4: everything in staging, then the ledger row (the ledger is created here if it does not exist, so an
+    error found while working leaves none behind); returns the ledger and the decision recorded. Any failure before
+    the row rolls the run back (an ``OSError`` becomes an ``OutputError`` saying so)."""
     try:
         candidate = _make_candidate(inputs, staging, timer, say)
         final = inputs.layout.final_dir(candidate.label, inputs.run_id)
@@ -374,6 +378,7 @@ def _work_and_record(inputs: RunInputs, ledger: Ledger, staging: Path, timer: _T
         _write_reports(inputs, record, staging)
         timer.lap("record_report")
         _kill_point(inputs, "after_report")
+        ledger = Ledger(inputs.ledger_path, create=True)
         ledger.append(
             run_id=inputs.run_id,
             created_at=record.created_at.isoformat(),
@@ -384,23 +389,28 @@ def _work_and_record(inputs: RunInputs, ledger: Ledger, staging: Path, timer: _T
             record_json=record.to_json(),
         )
     except BaseException as exc:
-        if _roll_back(ledger, inputs.run_id, staging) and isinstance(exc, OSError):
+        if _roll_back(inputs.ledger_path, inputs.run_id, staging) and isinstance(exc, OSError):
             path = exc.filename or staging
             raise OutputError(
                 str(path), "gate outputs must be writable; nothing was recorded or released", exc.strerror
             ) from None
         raise
     _kill_point(inputs, "after_ledger_append")
-    return record.decision
+    return ledger, record.decision
 
 
-def _roll_back(ledger: Ledger, run_id: str, staging: Path) -> bool:
+def _has_row(ledger_path: Path, run_id: str) -> bool:
+    """Whether the run's ledger row exists — True also when the ledger cannot be read, so nothing is undone then."""
+    try:
+        return os.path.lexists(ledger_path) and Ledger(ledger_path).find_by_run(run_id) is not None
+    except Hallo3Error:
+        return True
+
+
+def _roll_back(ledger_path: Path, run_id: str, staging: Path) -> bool:
     """Remove the staging directory of a run that has no ledger row; True if it was rolled back. With a row (the
     append committed before the failure), or if the ledger cannot be read, the directory stays for recovery."""
-    try:
-        if ledger.find_by_run(run_id) is not None:
-            return False
-    except Hallo3Error:
+    if _has_row(ledger_path, run_id):
         return False
     with contextlib.suppress(OSError):
         discard(staging)

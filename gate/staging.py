@@ -236,6 +236,13 @@ def publish(staging: Path, final: Path) -> None:
     """One atomic rename: the video, its record and its reports arrive together (or not at all)."""
     if os.path.lexists(final):
         raise OutputError(str(final), "must not exist: a run is published once", "already exists")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(final.parent)  # released/ or quarantine/, if a failed run removed it while empty
+    mode = os.lstat(final.parent).st_mode
+    if not stat.S_ISDIR(mode):
+        raise UsageError(
+            str(final.parent), "must be a directory the gate made (never a symlink or a file)", file_kind(mode)
+        )
     os.rename(staging, final)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(final / MARKER)
@@ -298,9 +305,13 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def recover(layout: Layout, ledger: Ledger) -> list[str]:
-    """Finish or roll back the staging directories of runs that died; returns a line per directory handled."""
+def recover(layout: Layout, ledger_path: Path) -> list[str]:
+    """Finish or roll back the staging directories of runs that died; returns a line per directory handled.
+
+    ``ledger_path`` is the ledger this run records into; a ledger that does not exist yet holds no row (so a marked
+    directory of a run that named it is rolled back)."""
     notes: list[str] = []
+    ledger = Ledger(ledger_path) if os.path.lexists(ledger_path) else None
     try:
         entries = sorted(os.scandir(layout.staging), key=lambda e: e.name)
     except FileNotFoundError:
@@ -308,13 +319,13 @@ def recover(layout: Layout, ledger: Ledger) -> list[str]:
     except OSError as exc:
         raise OutputError(str(layout.staging), "staging directory must be readable", exc.strerror) from None
     for entry in entries:
-        note = _recover_entry(layout, ledger, entry)
+        note = _recover_entry(layout, ledger_path, ledger, entry)
         if note:
             notes.append(note)
     return notes
 
 
-def _recover_entry(layout: Layout, ledger: Ledger, entry: os.DirEntry[str]) -> str | None:
+def _recover_entry(layout: Layout, ledger_path: Path, ledger: Ledger | None, entry: os.DirEntry[str]) -> str | None:
     name = entry.name
     run_id = name.removeprefix(NEW_PREFIX)
     try:
@@ -331,7 +342,7 @@ def _recover_entry(layout: Layout, ledger: Ledger, entry: os.DirEntry[str]) -> s
         try:
             if marker["run_id"] != run_id or os.fstat(dir_fd).st_ino != os.lstat(entry.path).st_ino:
                 return None  # marked for another name, or renamed away (published) since it was listed
-            if not _same_file(marker["ledger"], ledger.path):
+            if not _same_file(marker["ledger"], ledger_path):
                 return f"{name}: left in place (its run records into another ledger: {marker['ledger']})"
             return _finish_or_roll_back(layout, ledger, Path(entry.path), run_id, hidden=name != run_id)
         except (OSError, Hallo3Error) as exc:
@@ -343,9 +354,9 @@ def _recover_entry(layout: Layout, ledger: Ledger, entry: os.DirEntry[str]) -> s
         os.close(dir_fd)
 
 
-def _finish_or_roll_back(layout: Layout, ledger: Ledger, d: Path, run_id: str, *, hidden: bool) -> str:
-    row = ledger.find_by_run(run_id)
-    if row is None:
+def _finish_or_roll_back(layout: Layout, ledger: Ledger | None, d: Path, run_id: str, *, hidden: bool) -> str:
+    row = ledger.find_by_run(run_id) if ledger is not None else None
+    if ledger is None or row is None:
         discard(d)
         if hidden:
             return f"{d.name}: removed a run that died while starting"

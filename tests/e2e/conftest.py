@@ -68,13 +68,3 @@ def gate_env(e2e_inputs, monkeypatch) -> Inputs:
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return e2e_inputs
-
-
-@pytest.fixture(scope="session")
-def short_clip(e2e_inputs, tmp_path_factory) -> Path:
-    """The first second of the talking video: for tests that make many whole gate runs."""
-    clip = media.read_video(e2e_inputs.talking)
-    n = round(clip.fps)
-    audio = clip.audio[: int(clip.sample_rate * n / clip.fps)] if clip.audio is not None else None
-    path = tmp_path_factory.mktemp("short") / "talking-1s.mp4"
-    return media.write_mp4(path, clip.frames[:n], clip.fps, audio=audio, sample_rate=clip.sample_rate)

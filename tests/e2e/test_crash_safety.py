@@ -50,7 +50,7 @@ def _sha256(p: Path) -> str:
 
 
 def _review(
-    inputs, out: Path, policy: Path, stdout=subprocess.DEVNULL, *, clip: Path | None = None, kill_at: str | None = None
+    inputs, out: Path, policy: Path, stdout=subprocess.DEVNULL, *, kill_at: str | None = None
 ) -> subprocess.Popen:
     env = {**os.environ, **inputs.env}
     env.pop("GITHUB_STEP_SUMMARY", None)
@@ -62,7 +62,7 @@ def _review(
         "-m",
         "gate.cli",
         "review",
-        str(clip or inputs.talking),
+        str(inputs.talking),
         "--reference",
         str(inputs.portrait),
         "--audio",
@@ -115,7 +115,7 @@ def _staged(out: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_a_kill_at_each_stage_leaves_what_recovery_finishes_or_rolls_back(e2e_inputs, short_clip, tmp_path):
+def test_a_kill_at_each_stage_leaves_what_recovery_finishes_or_rolls_back(e2e_inputs, tmp_path):
     assert set(BEFORE_ROW) | set(AFTER_ROW) == set(KILL_STAGES)
     out = tmp_path / "out"
     policy = tmp_path / "technical.toml"
@@ -126,7 +126,7 @@ def test_a_kill_at_each_stage_leaves_what_recovery_finishes_or_rolls_back(e2e_in
     )
     killed: dict[str, str] = {}
     for stage in KILL_STAGES:
-        proc = _review(inputs, out, policy, clip=short_clip, kill_at=stage)
+        proc = _review(inputs, out, policy, kill_at=stage)
         assert proc.wait(600) == -signal.SIGKILL, (stage, proc.stderr.read().decode()[-2000:] if proc.stderr else "")
         (run_id,) = _staged(out)  # its own start finished or removed what the previous killed run left
         killed[stage] = run_id
@@ -144,7 +144,7 @@ def test_a_kill_at_each_stage_leaves_what_recovery_finishes_or_rolls_back(e2e_in
         recorded_before = sum(s in AFTER_ROW for s in killed if s != stage)  # published by later runs' recovery
         assert _check_invariants(out, ledger) == recorded_before, stage
 
-    last = _review(inputs, out, policy, clip=short_clip)  # its recovery finishes or rolls back each killed run
+    last = _review(inputs, out, policy)  # its recovery finishes or rolls back each killed run
     assert last.wait(600) == 0, last.stderr.read().decode()[-2000:] if last.stderr else ""
     assert _staged(out) == set()
     assert _check_invariants(out, ledger, recovered=True) == 1 + len(AFTER_ROW)

@@ -98,11 +98,11 @@ class WriteFaults:
         mp.setattr(ledger_mod.Ledger, "_next_row", staticmethod(next_row))
 
 
-def _review(gate_env, clip: Path, root: Path) -> list[str]:
+def _review(gate_env, root: Path) -> list[str]:
     policy = root.parent / "technical.toml"
     if not policy.exists():
         policy.write_text(TECH_POLICY)
-    argv = ["review", str(clip), "--reference", str(gate_env.portrait), "--audio", str(gate_env.audio)]
+    argv = ["review", str(gate_env.talking), "--reference", str(gate_env.portrait), "--audio", str(gate_env.audio)]
     return [*argv, "--out", str(root / "out"), "--ledger", str(root / "ledger.sqlite"), "--policy", str(policy)]
 
 
@@ -144,11 +144,11 @@ def _one_line_74(code: int, err: str) -> None:
 # --- fault injection at every write ---------------------------------------------------------------------------------
 
 
-def test_enospc_at_every_write_leaves_a_consistent_state(gate_env, short_clip, tmp_path, capsys):
+def test_enospc_at_every_write_leaves_a_consistent_state(gate_env, tmp_path, capsys):
     counting = WriteFaults(tmp_path / "count")
     with pytest.MonkeyPatch.context() as mp:
         counting.install(mp)
-        assert main(_review(gate_env, short_clip, tmp_path / "count")) == 0
+        assert main(_review(gate_env, tmp_path / "count")) == 0
     events = counting.events
     append_at = events.index("ledger append")
     assert events[-1].startswith("rename out/staging/")  # the publishing rename is the last write
@@ -164,7 +164,7 @@ def test_enospc_at_every_write_leaves_a_consistent_state(gate_env, short_clip, t
         capsys.readouterr()
         with pytest.MonkeyPatch.context() as mp:
             faults.install(mp)
-            code = main(_review(gate_env, short_clip, root))
+            code = main(_review(gate_env, root))
         err = capsys.readouterr().err
         try:
             assert faults.fired is not None, f"the run no longer makes write {k} ({events[k]})"
@@ -177,7 +177,7 @@ def test_enospc_at_every_write_leaves_a_consistent_state(gate_env, short_clip, t
             else:  # after the row: recorded, waiting in staging; the message says the next run publishes it
                 assert len(rows) == 1 and staged == list(rows), (rows, staged)
                 assert "is recorded in the ledger as" in err and "publishes it" in err, err
-                notes = recover(Layout(out), Ledger(ledger_path))
+                notes = recover(Layout(out), ledger_path)
                 assert notes and "finished an interrupted run" in notes[0], notes
             check_consistent(out, ledger_path, recovered=True)
         except AssertionError as exc:
@@ -202,11 +202,11 @@ def _used_kib(path: Path) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
 
 
-def test_a_small_tmpfs_at_several_sizes_leaves_a_consistent_state(gate_env, short_clip, tmp_path, capsys):
+def test_a_small_tmpfs_at_several_sizes_leaves_a_consistent_state(gate_env, tmp_path, capsys):
     big = tmp_path / "big"
     _mount(big, 64 * 1024)
     try:
-        assert main(_review(gate_env, short_clip, big)) == 0
+        assert main(_review(gate_env, big)) == 0
         need = _used_kib(big)  # what a finished run occupies (signing briefly needs a second copy of the video)
     finally:
         subprocess.run(["umount", "-l", str(big)], check=False)
@@ -217,7 +217,7 @@ def test_a_small_tmpfs_at_several_sizes_leaves_a_consistent_state(gate_env, shor
         _mount(mnt, size)
         try:
             capsys.readouterr()
-            code = main(_review(gate_env, short_clip, mnt))
+            code = main(_review(gate_env, mnt))
             printed = capsys.readouterr()
             err = printed.err
             outcomes[frac] = code
@@ -227,7 +227,7 @@ def test_a_small_tmpfs_at_several_sizes_leaves_a_consistent_state(gate_env, shor
             _mount(mnt, size + 64 * 1024, remount=True)  # space is back (SQLite needs some even to read)
             check_consistent(mnt / "out", mnt / "ledger.sqlite", recovered=False)  # as the failed run left it
             if (mnt / "ledger.sqlite").exists():  # what the next run does first
-                recover(Layout(mnt / "out"), Ledger(mnt / "ledger.sqlite"))
+                recover(Layout(mnt / "out"), mnt / "ledger.sqlite")
             check_consistent(mnt / "out", mnt / "ledger.sqlite", recovered=True)
         finally:
             subprocess.run(["umount", "-l", str(mnt)], check=False)

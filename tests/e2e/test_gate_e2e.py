@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gate import media
@@ -182,6 +183,7 @@ TECH = 'name = "t"\nversion = "1"\n[checks.fps]\nmetric = "fps"\nmin = 24\n'
         ("ledger-empty-file", 4, "0 bytes"),
         ("ledger-of-another-app", 4, "a ledger table with columns id, memo"),
         ("unknown-kill-stage", 2, "HALLO3_GATE_TEST_KILL_AT"),
+        ("fvd-reference-not-statistics", 4, "refs.npz"),
     ],
 )
 def test_errors_before_any_work_write_nothing(gate_env, tmp_path, capsys, monkeypatch, case, code, needle):
@@ -219,8 +221,12 @@ def test_errors_before_any_work_write_nothing(gate_env, tmp_path, capsys, monkey
         con.close()
     elif case == "unknown-kill-stage":
         monkeypatch.setenv("HALLO3_GATE_TEST_KILL_AT", "after_lunch")
+    extra = []
+    if case == "fvd-reference-not-statistics":  # refused although this policy scores no FVD: a bad input file
+        (work / "refs.npz").write_text("not statistics at all\n")
+        extra = ["--fvd-reference", str(work / "refs.npz")]
     before = _tree(work)
-    argv = ["review", str(video), "--reference", str(portrait), "--audio", str(audio), "--out", str(out)]
+    argv = ["review", str(video), "--reference", str(portrait), "--audio", str(audio), "--out", str(out), *extra]
     capsys.readouterr()
     assert main([*argv, "--ledger", str(ledger), "--policy", str(policy)]) == code
     err = capsys.readouterr().err
@@ -252,3 +258,22 @@ def test_verify_refuses_a_ledger_row_edited_to_released(runs, gate_env, tmp_path
     out, err = capsys.readouterr()
     assert code == 5 and '"decision": "released"' not in out
     assert str(ledger) in err and f"row seq {seq} (run {rec['run_id']})" in err and "chain" in err, err
+
+
+def test_an_input_error_found_while_generating_leaves_nothing(gate_env, tmp_path, capsys):
+    """The puppet backend finds no face in a noise portrait only while generating: still nothing is left behind."""
+    from PIL import Image
+
+    work = tmp_path / "work"
+    work.mkdir()
+    noise = work / "noise.png"
+    Image.fromarray((np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)).save(noise)
+    policy = work / "p.toml"
+    policy.write_text(TECH)
+    before = _tree(work)
+    argv = ["generate", "--backend", "puppet", "--portrait", str(noise), "--audio", str(gate_env.audio)]
+    capsys.readouterr()
+    code = main([*argv, "--out", str(work / "out"), "--ledger", str(work / "l.sqlite"), "--policy", str(policy)])
+    err = capsys.readouterr().err
+    assert code == 4 and len(err.strip().splitlines()) == 1, err
+    assert _tree(work) == before  # its staging directory, the output directories it made and no ledger

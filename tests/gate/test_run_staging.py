@@ -93,7 +93,7 @@ def dead_run(layout: Layout, ledger: Ledger, run_id: str, *, reports: bool = Tru
 
 def test_a_dead_run_without_a_row_is_removed(out, ledger):
     d = dead_run(out, ledger, "20260101T000000Z-00000001")
-    notes = recover(out, ledger)
+    notes = recover(out, ledger.path)
     assert not d.exists() and notes == [f"{d.name}: removed an incomplete run (no ledger row; nothing was released)"]
     assert not list(out.released.iterdir()) and not list(out.quarantine.iterdir())
 
@@ -103,7 +103,7 @@ def test_a_dead_run_with_a_row_is_published_with_its_ledger_entry(out, ledger, d
     run_id = "20260101T000000Z-00000002"
     d = dead_run(out, ledger, run_id, row=decision)
     before = {n: (d / n).read_bytes() for n in REPORTS if n != "record.json"}
-    notes = recover(out, ledger)
+    notes = recover(out, ledger.path)
     final = out.final_dir(decision, run_id)
     assert not d.exists() and (final / "video.mp4").is_file() and notes[0].startswith(f"{run_id}: finished")
     assert not (final / MARKER).exists()
@@ -112,14 +112,14 @@ def test_a_dead_run_with_a_row_is_published_with_its_ledger_entry(out, ledger, d
     assert rec.ledger is not None and (rec.ledger.seq, rec.ledger.row_hash) == (row.seq, row.row_hash)
     assert rec.decision == decision
     assert {n: (final / n).read_bytes() for n in before} == before  # reports that exist are never re-rendered
-    assert recover(out, ledger) == []  # idempotent
+    assert recover(out, ledger.path) == []  # idempotent
 
 
 def test_a_run_that_died_while_starting_is_removed(out, ledger):
     with new_staging(out, "20260101T000000Z-00000003", ledger.path) as d:
         pass
     os.rename(d, out.staging / f"{NEW_PREFIX}{d.name}")  # as if it died before naming its directory
-    assert recover(out, ledger) == [f"{NEW_PREFIX}{d.name}: removed a run that died while starting"]
+    assert recover(out, ledger.path) == [f"{NEW_PREFIX}{d.name}: removed a run that died while starting"]
     assert list(out.staging.iterdir()) == []
 
 
@@ -147,7 +147,7 @@ def test_foreign_entries_in_staging_are_never_touched_or_followed(out, ledger, t
     garbage.mkdir()
     (garbage / MARKER).write_bytes(b"\xff\xfe not json")
     before = {**_snapshot(s), **_snapshot(precious), **_snapshot(tmp_path / "real-marker")}
-    assert recover(out, ledger) == []
+    assert recover(out, ledger.path) == []
     assert {**_snapshot(s), **_snapshot(precious), **_snapshot(tmp_path / "real-marker")} == before
 
 
@@ -157,21 +157,21 @@ def test_a_run_holding_its_lock_is_left_alone(out, ledger):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a live run
         before = _snapshot(out.out_dir)
-        assert recover(out, ledger) == []
+        assert recover(out, ledger.path) == []
         assert _snapshot(out.out_dir) == before
     finally:
         os.close(fd)
-    assert recover(out, ledger)[0].startswith(f"{d.name}: removed")
+    assert recover(out, ledger.path)[0].startswith(f"{d.name}: removed")
 
 
 def test_a_run_recorded_in_another_ledger_is_left_for_that_ledger(out, ledger, tmp_path):
     other = Ledger(tmp_path / "other.sqlite", create=True)
     d = dead_run(out, other, "20260101T000000Z-00000005", row="released")  # its row is in `other`
     before = _snapshot(out.out_dir)
-    notes = recover(out, ledger)  # `ledger` has no row for it: removing it would lose a released video
+    notes = recover(out, ledger.path)  # `ledger` has no row for it: removing it would lose a released video
     assert notes == [f"{d.name}: left in place (its run records into another ledger: {other.path})"]
     assert _snapshot(out.out_dir) == before
-    assert recover(out, other)[0].startswith(f"{d.name}: finished")
+    assert recover(out, other.path)[0].startswith(f"{d.name}: finished")
     assert (out.released / d.name / "video.mp4").is_file()
 
 
@@ -179,7 +179,7 @@ def test_an_existing_final_directory_is_never_replaced(out, ledger):
     run_id = "20260101T000000Z-00000006"
     d = dead_run(out, ledger, run_id, row="released")
     (out.released / run_id).mkdir()  # someone made it (empty: a rename would silently replace it)
-    notes = recover(out, ledger)
+    notes = recover(out, ledger.path)
     assert d.is_dir() and notes[0].startswith(f"{run_id}: left in place")
     assert list((out.released / run_id).iterdir()) == []
 
@@ -187,7 +187,7 @@ def test_an_existing_final_directory_is_never_replaced(out, ledger):
 def test_missing_reports_are_rendered_again_only_when_missing(out, ledger):
     run_id = "20260101T000000Z-00000007"
     d = dead_run(out, ledger, run_id, reports=False, row="quarantined")
-    recover(out, ledger)
+    recover(out, ledger.path)
     final = out.quarantine / run_id
     assert all((final / n).stat().st_size > 0 for n in REPORTS)
     assert (final / "report.pdf").read_bytes().startswith(b"%PDF")
@@ -262,3 +262,28 @@ def test_out_under_proc_cannot_be_made(tmp_path):
     layout = Layout(Path("/proc/hallo3-gate-test-out"))
     with pytest.raises(OutputError, match=r"/proc/hallo3-gate-test-out.*must be creatable"):
         make_layout(check_layout(layout.out_dir))
+
+
+def test_a_marked_run_naming_a_ledger_that_does_not_exist_yet_is_rolled_back(out, tmp_path):
+    ledger = Ledger(tmp_path / "soon.sqlite", create=True)
+    d = dead_run(out, ledger, "20260101T000000Z-00000008")
+    ledger.path.unlink()  # as if the run died before its (lazily created) ledger existed
+    assert recover(out, ledger.path) == [f"{d.name}: removed an incomplete run (no ledger row; nothing was released)"]
+    assert not d.exists() and not ledger.path.exists()  # recovery never creates a ledger
+
+
+def test_publishing_makes_a_missing_released_directory_but_never_follows_a_symlink(out, ledger, tmp_path):
+    run_id = "20260101T000000Z-00000009"
+    dead_run(out, ledger, run_id, row="released")
+    out.released.rmdir()
+    assert recover(out, ledger.path)[0].startswith(f"{run_id}: finished")
+    assert (out.released / run_id / "video.mp4").is_file()
+    other = "20260101T000000Z-0000000a"
+    d = dead_run(out, ledger, other, row="quarantined")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.quarantine.rmdir()
+    out.quarantine.symlink_to(elsewhere, target_is_directory=True)
+    notes = recover(out, ledger.path)
+    assert notes[0].startswith(f"{other}: could not finish") and "symlink" in notes[0], notes
+    assert d.is_dir() and list(elsewhere.iterdir()) == []
