@@ -492,16 +492,22 @@ def _frames(inputs: RunInputs, say: Progress) -> _Source:
     req = inputs.request
     say(f"generating with backend {req.backend}")
     audio, sr = inputs.speech
-    out, info, weights_used = backends.generate(
-        req.backend,
-        inputs.reference_rgb,
-        audio,
-        sr,
-        prompt=req.prompt or "",
-        seed=req.seed,
-        model_dir=req.model_dir,
-        steps=req.steps,
-    )
+    try:
+        out, info, weights_used = backends.generate(
+            req.backend,
+            inputs.reference_rgb,
+            audio,
+            sr,
+            prompt=req.prompt or "",
+            seed=req.seed,
+            model_dir=req.model_dir,
+            steps=req.steps,
+        )
+    except InputError as exc:  # generators get arrays and name them "portrait"/"audio": name the user's file
+        files = {"portrait": inputs.portrait, "audio": inputs.audio_path}
+        if exc.subject not in files:
+            raise
+        raise InputError(str(files[exc.subject]), exc.rule, exc.value) from None
     return _Source(out.frames, out.fps, out.audio, out.sample_rate, info, weights_used)
 
 

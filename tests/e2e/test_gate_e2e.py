@@ -275,5 +275,5 @@ def test_an_input_error_found_while_generating_leaves_nothing(gate_env, tmp_path
     capsys.readouterr()
     code = main([*argv, "--out", str(work / "out"), "--ledger", str(work / "l.sqlite"), "--policy", str(policy)])
     err = capsys.readouterr().err
-    assert code == 4 and len(err.strip().splitlines()) == 1, err
+    assert code == 4 and len(err.strip().splitlines()) == 1 and str(noise) in err and "face" in err, err
     assert _tree(work) == before  # its staging directory, the output directories it made and no ledger
