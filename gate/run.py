@@ -7,7 +7,8 @@ gate only ever touches directories it marked as its own, and never follows a sym
 The order of a run, and what a failure at each point leaves:
 
 1. ``prepare``: the policy, every input (portrait decoded, audio decoded, the reviewed video decoded in full, FVD
-   reference and baseline present), the signing credentials, the ledger (if it exists) and ``--out`` are checked.
+   reference loaded, baseline records read), the signing credentials, the ledger (if it exists) and ``--out`` are
+   checked.
    Nothing has been written: an error here (exit 2/4/5, or 74 for an output place that cannot be written) leaves
    no directory and no ledger behind.
 2. The output directories are created; interrupted runs are finished or rolled back (``gate.staging.recover``);
@@ -19,7 +20,7 @@ The order of a run, and what a failure at each point leaves:
    run rolled back before it removes its staging directory and the output directories it created, if empty.
 5. ``record.json`` gets its ledger entry (one small write), and one atomic rename makes the staging directory
    ``released/<run_id>`` or ``quarantine/<run_id>``. A failure here (disk full, a kill) leaves a recorded run in
-   staging: the next run in the same ``out_dir`` publishes it (recovery does only steps 5's small write and
+   staging: the next run in the same ``out_dir`` publishes it (recovery does only step 5's small write and
    rename), and this run exits 74 naming the path — never with a verdict.
 
 So a row that says "released" exists only for a video that is in ``released/`` once recovery has run, a video is
