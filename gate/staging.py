@@ -366,6 +366,9 @@ def _finish_or_roll_back(layout: Layout, ledger: Ledger | None, d: Path, run_id:
         return f"{d.name}: left in place ({final} already exists or the directory was never named)"
     if not (d / VIDEO_NAME).is_file():
         return f"{run_id}: left in place (its ledger row says {row.decision} but {VIDEO_NAME} is missing)"
+    for leftover in d.glob(".*.part"):  # a temporary file of an atomic write the killed run never finished
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
     record = complete_record(d, row, ledger.path)
     if any(not (d / n).is_file() for n in REPORT_FILES.values()):
         write_reports(record, d, step_summary=False)  # only if one was removed by hand: bounded by the policy cap

@@ -102,11 +102,12 @@ def test_a_dead_run_without_a_row_is_removed(out, ledger):
 def test_a_dead_run_with_a_row_is_published_with_its_ledger_entry(out, ledger, decision):
     run_id = "20260101T000000Z-00000002"
     d = dead_run(out, ledger, run_id, row=decision)
+    (d / ".record.json.x1y2z3.json.part").write_text("{half a rec")  # killed while completing record.json
     before = {n: (d / n).read_bytes() for n in REPORTS if n != "record.json"}
     notes = recover(out, ledger.path)
     final = out.final_dir(decision, run_id)
     assert not d.exists() and (final / "video.mp4").is_file() and notes[0].startswith(f"{run_id}: finished")
-    assert not (final / MARKER).exists()
+    assert sorted(p.name for p in final.iterdir()) == sorted(["video.mp4", *REPORTS])  # no marker, no .part
     row = ledger.find_by_run(run_id)
     rec = GateRecord.from_json((final / "record.json").read_text())
     assert rec.ledger is not None and (rec.ledger.seq, rec.ledger.row_hash) == (row.seq, row.row_hash)
