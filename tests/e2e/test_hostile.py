@@ -665,20 +665,19 @@ def test_f11_verify_of_an_avi_exits_with_the_codes_its_help_states(sb, truncated
     sb.rejected(["verify", cut_avi], INPUT, str(cut_avi))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 finding 11: waiting for H3 (and H1 for the message) - generate --backend puppet with a portrait "
-    "without a face exits 4 but leaves OUT/released, OUT/quarantine, OUT/staging and an empty ledger; the message "
-    "names 'portrait', not the file",
-)
-def test_f11_generate_puppet_with_a_faceless_portrait_writes_nothing(sb):
+def _faceless_generate(sb) -> tuple[list, Path]:
     from PIL import Image
 
-    rng = np.random.default_rng(0)
     noise = sb.root / "noise.png"
-    Image.fromarray((rng.random((hf.H, hf.W, 3)) * 255).astype(np.uint8)).save(noise)
+    Image.fromarray((np.random.default_rng(0).random((hf.H, hf.W, 3)) * 255).astype(np.uint8)).save(noise)
     argv = ["generate", "--backend", "puppet", "--portrait", noise, "--audio", sb.media.audio, "--out", sb.out]
-    sb.rejected([*argv, "--policy", hf.OFFLINE_POLICY], INPUT, str(noise), timeout=120)
+    return [*argv, "--policy", hf.OFFLINE_POLICY], noise
+
+
+def test_f11_generate_puppet_with_a_faceless_portrait_writes_nothing(sb):
+    """The backend finds the bad input while generating: still 4 naming the file, and no OUT, staging or ledger."""
+    argv, noise = _faceless_generate(sb)
+    sb.rejected(argv, INPUT, str(noise), "no face", timeout=120)
 
 
 def test_f5_ledger_verify_of_an_edited_row_exits_1_naming_it(sb):
@@ -898,11 +897,6 @@ def test_f14_text_file_as_torch_weights_gets_no_weights_only_advice(sb):
     hf.assert_unchanged(before, sb.snap())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 finding 11/14: waiting for H3 - review releases (exit 0) with an unreadable --fvd-reference when "
-    "the policy has no FVD check, instead of refusing the bad input file before any work",
-)
 def test_f14_fvd_reference_text_file_in_review_is_bad_input(sb):
     fake = sb.file("refs.npz", "not statistics at all\n")
     res = sb.rejected(sb.review(None, "--fvd-reference", str(fake)), INPUT, str(fake))
