@@ -530,6 +530,17 @@ def ledger_verify(
     return 0 if rep.ok else int(ExitCode.GATE_FAILED)
 
 
+def _payload_hex(value: str) -> str:
+    """A watermark payload as the ledger stores it (lower-case hex of ``PAYLOAD_BYTES`` bytes), else a usage error."""
+    from provenance.watermark import PAYLOAD_BYTES
+
+    hexdigits = set("0123456789abcdef")
+    lowered = value.strip().lower()
+    if len(lowered) != 2 * PAYLOAD_BYTES or not set(lowered) <= hexdigits:
+        raise UsageError("--payload", f"must be {2 * PAYLOAD_BYTES} hexadecimal digits (a watermark payload)", value)
+    return lowered
+
+
 @ledger_app.command("show")
 def ledger_show(
     ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
@@ -538,13 +549,15 @@ def ledger_show(
 ) -> int:
     """List the ledger's rows (or the one matching a watermark payload).
 
-    Exit codes: 0 listed; 1 --payload matches no row; 2 the ledger file does not exist; 4 it is not a hallo3-gate
-    ledger.
+    Exit codes: 0 listed; 1 --payload matches no row; 2 the ledger file does not exist, or --payload is not a
+    payload's hex; 4 it is not a hallo3-gate ledger.
     """
     import json
 
     from rich.table import Table
 
+    if payload is not None:
+        payload = _payload_hex(payload)
     lg = _existing_ledger(ledger)
     rows = [r for r in [lg.find_by_payload(payload)] if r] if payload else lg.rows()
     if json_out:
@@ -698,15 +711,20 @@ def fvd_stats_command(
 
     Example: hallo3-gate fvd-stats refs/*.mp4 --out refs.npz
 
-    Exit codes: 0 written; 2 unknown --protocol; 3 the I3D weights are missing or do not match their pin; 4 an unreadable video, or fewer than
-    2 samples of 16 frames.
+    Exit codes: 0 written; 2 unknown --protocol, or --out under a file; 3 the I3D weights are missing or do not match
+    their pin; 4 an unreadable or incomplete video, or fewer than 2 samples of 16 frames; 74 --out is not a regular
+    file or cannot be written. Inputs and --out are checked before anything is computed.
     """
     from gate import media
     from gate.measure import i3d_extractor
     from metrics.fvd import PROTOCOL_CLIPS, PROTOCOL_STYLEGANV, FVDState
+    from reports.atomic import check_output_target
 
     if protocol not in (PROTOCOL_CLIPS, PROTOCOL_STYLEGANV):
         raise UsageError("--protocol", f"must be {PROTOCOL_CLIPS} or {PROTOCOL_STYLEGANV}", protocol)
+    check_output_target(out)  # inputs and output are checked before the weights are looked for or any video decoded
+    for v in videos:
+        media.validate_video(v)
     extractor = i3d_extractor()
     state = FVDState(protocol)
     for v in videos:
