@@ -91,6 +91,8 @@ def check_options(name: str, steps: int | None = None, sampler: str | None = Non
     if name not in NAMES:
         raise UsageError("--backend", f"must be one of {', '.join(NAMES)}", repr(name))
     if name not in ("hallo3", "hallo3-tiny"):
+        if sampler is not None:
+            raise UsageError("--sampler", "applies only to the hallo3 and hallo3-tiny backends", f"backend {name}")
         return
     from generator.sampling import DEFAULT_SAMPLER, SAMPLERS, step_count_rule
 

@@ -106,6 +106,7 @@ class RunRequest:
     model_dir: Path | None = None  # generate mode, hallo3: official or converted weights
     seed: int = 0
     steps: int | None = None
+    sampler: str | None = None  # generate mode, Hallo3 backends: None = the official sampler
     policy_path: Path | None = None
     ledger_path: Path | None = None
     signer: SignerConfig | None = None
@@ -275,8 +276,7 @@ def _baseline(req: RunRequest, pol: policy_mod.Policy) -> dict[str, float] | Non
 def _check_generator(req: RunRequest) -> None:
     from gate import backends
 
-    if req.backend not in backends.NAMES:
-        raise UsageError("--backend", f"must be one of {', '.join(backends.NAMES)}", repr(req.backend))
+    backends.check_options(req.backend, req.steps, req.sampler)
     if req.backend == "hallo3":
         if req.model_dir is None:
             raise UsageError(
@@ -503,6 +503,8 @@ def _frames(inputs: RunInputs, say: Progress) -> _Source:
             seed=req.seed,
             model_dir=req.model_dir,
             steps=req.steps,
+            sampler=req.sampler,
+            allow_unpinned=inputs.policy.allow_unpinned_weights,
         )
     except InputError as exc:  # generators get arrays and name them "portrait"/"audio": name the user's file
         files = {"portrait": inputs.portrait, "audio": inputs.audio_path}

@@ -183,6 +183,8 @@ USAGE_CASES = {  # id: (command line, what the message must name)
     "fvd-stats-bad-protocol": ("fvd-stats {talking} --out {out}/r.npz --protocol bogus", "--protocol"),
     "generate-seed-abc": (GENERATE + " --backend still --seed abc", "--seed"),
     "generate-unknown-backend": (GENERATE + " --backend nosuch", "nosuch"),
+    "generate-unknown-sampler": (GENERATE + " --backend hallo3-tiny --sampler euler", "--sampler"),
+    "generate-one-step": (GENERATE + " --backend hallo3-tiny --steps 1", "--steps"),
     "unknown-command": ("frobnicate", "frobnicate"),
 }
 

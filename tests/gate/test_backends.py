@@ -10,6 +10,7 @@ import pytest
 
 from gate import backends
 from gate.weights import WeightRefusedError
+from reports.errors import UsageError
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +79,24 @@ def test_allowed_unpinned_model_files_reach_the_loader(model_dir, loads):
     with pytest.raises(RuntimeError, match="loader stops"):
         _generate(model_dir, allow_unpinned=True)
     assert loads == [model_dir]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "sampler", "option"),
+    [
+        ("nosuch", None, None, "--backend"),
+        ("hallo3-tiny", None, "euler", "--sampler"),
+        ("hallo3", 1, None, "--steps"),  # the zero-SNR rescale of the official sampler needs two steps
+        ("hallo3", 3, "diffusers-dpm", "--steps"),  # diffusers' scheduler needs a step count dividing 1000
+        ("still", None, "official", "--sampler"),  # no sampler in a calibration backend: say so, don't ignore it
+    ],
+)
+def test_options_are_checked_before_anything_loads(name, steps, sampler, option):
+    with pytest.raises(UsageError) as caught:
+        backends.check_options(name, steps, sampler)
+    assert caught.value.subject == option
+
+
+def test_valid_options_pass():
+    for name, steps, sampler in (("hallo3", 50, None), ("hallo3", 7, "official"), ("hallo3-tiny", 50, "diffusers-dpm")):
+        backends.check_options(name, steps, sampler)
