@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.atomic import file_kind
 from reports.errors import InputError, OutputError, UsageError
 
 GENESIS = "0" * 64
@@ -169,7 +170,7 @@ class Ledger:
         except OSError as exc:
             raise InputError(where, "ledger file must be readable", _why(exc)) from None
         if not stat.S_ISREG(st.st_mode):
-            raise InputError(where, "ledger must be a regular file", _file_kind(st.st_mode))
+            raise InputError(where, "ledger must be a regular file", file_kind(st.st_mode))
         if st.st_size == 0:
             raise InputError(where, "must be a hallo3-gate ledger", "an empty file (0 bytes)")
         try:
@@ -369,19 +370,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
     return str(exc) or type(exc).__name__
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _fsync_file(path: Path) -> None:

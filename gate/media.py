@@ -42,7 +42,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gate import containers
 from provenance.c2pa import ingredient_format
-from reports.atomic import atomic_path
+from reports.atomic import atomic_path, file_kind
 from reports.errors import InputError, UsageError
 from reports.images import rgb8
 
@@ -147,7 +147,7 @@ def _regular_file(p: Path, what: str) -> None:
     except OSError as exc:
         raise InputError(str(p), f"{what} file must be readable", exc.strerror or type(exc).__name__) from None
     if not p.is_file():
-        raise InputError(str(p), f"{what} must be a regular file", "a directory" if p.is_dir() else "a special file")
+        raise InputError(str(p), f"{what} must be a regular file", file_kind(st.st_mode))
     if st.st_size == 0:
         raise InputError(str(p), f"{what} file must not be empty", "0 bytes")
 

@@ -58,7 +58,6 @@ from gate.staging import (
     check_run_id,
     complete_record,
     discard,
-    file_kind,
     make_layout,
     nearest_existing,
     new_staging,
@@ -72,6 +71,7 @@ from provenance.c2pa import ingredient_mime
 from provenance.keys import SignerConfig, SignerHandle, load_signer
 from provenance.verify import VerifyReport
 from reports import schema as S
+from reports.atomic import file_kind
 from reports.environment import collect_environment
 from reports.errors import ExitCode, Hallo3Error, InputError, OutputError, ProvenanceError, UsageError
 from reports.keyframes import make_keyframes

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from gate.ledger import Ledger, Row
 from reports import schema as S
-from reports.atomic import write_text_atomic
+from reports.atomic import file_kind, write_text_atomic
 from reports.errors import Hallo3Error, OutputError, UsageError
 from reports.write import REPORT_FILES, write_reports
 
@@ -92,21 +92,6 @@ class Layout:
 
 
 # --- before anything is written -------------------------------------------------------------------------------------
-
-
-def file_kind(mode: int) -> str:
-    """What a non-directory is, in words (for messages)."""
-    for test, name in (
-        (stat.S_ISLNK, "a symlink"),
-        (stat.S_ISREG, "a regular file"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "not a directory"
 
 
 def check_layout(out_dir: Path) -> Layout:

@@ -33,11 +33,19 @@ from reports.errors import OutputError, UsageError
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 _TEMP_NAME_CHARS = 100  # of the target's name in the temporary file's (whose name must stay under NAME_MAX)
 _KINDS = (
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISREG, "a regular file"),
+    (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def file_kind(mode: int) -> str:
+    """What a file system entry is, in words, from its ``st_mode`` (use ``lstat`` to see a symlink as one)."""
+    return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
 
 
 def _os_reason(exc: OSError) -> str:
@@ -64,8 +72,7 @@ def _refuse_existing(target: Path) -> None:
         )
     if stat.S_ISDIR(mode):
         raise OutputError(str(target), "output must be a file path, not a directory", "a directory")
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise OutputError(str(target), "output must be a regular file (or not exist yet)", kind)
+    raise OutputError(str(target), "output must be a regular file (or not exist yet)", file_kind(mode))
 
 
 def check_output_target(target: str | os.PathLike[str]) -> Path:
