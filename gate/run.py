@@ -545,7 +545,8 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
         fvd_reference=inputs.fvd_reference,
         allow_unpinned=pol.allow_unpinned_weights,
     )
-    weights_used = [*weights_used, *measured.weights]
+    # one entry per file: the puppet backend and the face metrics both use the dlib landmark model
+    weights_used = list({(w["name"], w["path"], w["sha256"]): w for w in [*weights_used, *measured.weights]}.values())
     timer.lap("measure")
 
     # decide

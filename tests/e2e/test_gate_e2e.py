@@ -30,7 +30,8 @@ def _cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def runs(e2e_inputs, tmp_path_factory):
-    """Two gate runs through the CLI: `review` of a talking video (passes) and `generate --backend still` (fails)."""
+    """Three gate runs through the CLI: `review` of a talking video (passes), `generate --backend still` (fails) and
+    `generate --backend puppet` (the positive control: passes)."""
     import contextlib
     import io
 
@@ -43,6 +44,7 @@ def runs(e2e_inputs, tmp_path_factory):
         for name, argv in {
             "released": ["review", str(e2e_inputs.talking), "--reference", str(e2e_inputs.portrait)],
             "quarantined": ["generate", "--backend", "still", "--portrait", str(e2e_inputs.portrait)],
+            "generated": ["generate", "--backend", "puppet", "--portrait", str(e2e_inputs.portrait)],
         }.items():
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):
@@ -74,6 +76,16 @@ def test_passing_video_is_released_with_everything(runs):
     for name in ("record.json", "report.html", "report.pdf", "junit.xml", "summary.md"):
         assert (video.parent / name).stat().st_size > 0, name
     assert not list((out / "released" / "staging").glob("*"))  # nothing left in staging
+
+
+def test_a_generated_run_records_each_weight_file_once_as_verified(runs):
+    """The puppet backend and the face metrics both load the dlib landmark model: one entry, checked against its pin."""
+    code, rec = runs[1]["generated"]
+    assert code == 0, rec["reasons"]
+    files = [(w["name"], w["path"]) for w in rec["weights"]]
+    assert len(files) == len(set(files)) and ("dlib_landmarks_68" in {name for name, _ in files}), files
+    assert all(w["status"] == "verified" and w["sha256"] == w["pinned_sha256"] for w in rec["weights"])
+    assert "dlib_landmarks_68" in rec["generator"]["weight_hashes"]
 
 
 def test_failing_video_is_quarantined_with_the_reason(runs):
