@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.atomic import file_kind
+from reports.atomic import file_kind, fsync_directory
 from reports.errors import InputError, OutputError, UsageError
 
 GENESIS = "0" * 64
@@ -152,7 +152,7 @@ class Ledger:
                 con.execute("PRAGMA journal_mode=WAL")
             _fsync_file(tmp)
             _link_no_replace(tmp, self.path)
-            _fsync_dir(parent)
+            fsync_directory(parent)
         except (OSError, sqlite3.Error) as exc:
             raise OutputError(str(self.path), "a new ledger must be creatable here", _why(exc)) from None
         finally:
@@ -374,14 +374,6 @@ def _why(exc: BaseException) -> str:
 
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from gate.ledger import Ledger, Row
 from reports import schema as S
-from reports.atomic import file_kind, write_text_atomic
+from reports.atomic import file_kind, fsync_directory, write_text_atomic
 from reports.errors import Hallo3Error, OutputError, UsageError
 from reports.write import REPORT_FILES, write_reports
 
@@ -231,8 +231,8 @@ def publish(staging: Path, final: Path) -> None:
     os.rename(staging, final)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(final / MARKER)
-    _fsync_dir(final.parent)
-    _fsync_dir(staging.parent)
+    fsync_directory(final.parent)
+    fsync_directory(staging.parent)
 
 
 def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
@@ -251,14 +251,6 @@ def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
     if current != text:
         write_text_atomic(target, text)
     return record
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- recovery --------------------------------------------------------------------------------------------------------

@@ -130,12 +130,13 @@ def _commit(tmp: Path, target: Path, mode: int | None) -> None:
             os.close(fd)
         _refuse_existing(target)  # something may have been put there while the output was written
         os.replace(tmp, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     except OSError as exc:
         raise OutputError(str(target), "output must be written completely", _os_reason(exc)) from exc
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new name in ``directory`` durable (a no-op on file systems that cannot sync directories)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
