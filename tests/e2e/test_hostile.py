@@ -32,6 +32,7 @@ import pytest
 
 from tests.e2e import hostile_fixtures as hf
 from tests.e2e.hostile_fixtures import GATE_FAILED, INPUT, INTERNAL, IO, NOT_MEASURED, PROVENANCE, RELEASED, USAGE
+from tests.filesystems import mounted_tmpfs
 
 # a cheap policy for cases that must be rejected before the expensive metrics: if the rejection is missing, the gate
 # would release the clip on these technical checks alone (a wrongful release, never a silent pass of the test)
@@ -444,20 +445,8 @@ def test_f7_ledger_verify_with_brackets_in_the_path(sb):
 # --- f8: a full disk is an IO error (74), nothing half-written -----------------------------------------------------
 
 
-@contextlib.contextmanager
-def _mounted_tmpfs(path: Path, options: str):
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def test_f8_stamp_onto_a_full_disk_is_74_and_leaves_nothing(sb):
-    with _mounted_tmpfs(sb.root.parent / "small", "size=64k") as small:
+    with mounted_tmpfs(sb.root.parent / "small", "size=64k") as small:
         (small / "other.txt").write_text("already here\n")
         target = small / "stamped.mp4"
         before = hf.snapshot(small)
@@ -473,7 +462,7 @@ def test_f8_f9_ledger_on_a_read_only_filesystem_is_74_and_nothing_is_released(sb
     (Found before any work today; were it found only at the append, the run would roll back the same way.)"""
     if os.geteuid() != 0:
         pytest.skip("needs a read-only mount (root); chmod does not stop root and is not used here")
-    with _mounted_tmpfs(sb.root.parent / "ledger-fs", "size=1m") as fs:
+    with mounted_tmpfs(sb.root.parent / "ledger-fs", "size=1m") as fs:
         ledger = _intact_ledger(fs / "ledger.sqlite")
         r = subprocess.run(["mount", "-o", "remount,ro", str(fs)], capture_output=True, text=True)
         if r.returncode != 0:
@@ -527,7 +516,7 @@ def test_f9_out_under_proc_is_74(sb):
 def test_f9_read_only_out_is_74(sb):
     if os.geteuid() == 0:
         ro = sb.root.parent / "ro"
-        cm = _mounted_tmpfs(ro, "ro,size=64k")
+        cm = mounted_tmpfs(ro, "ro,size=64k")
     else:
         ro = sb.root.parent / "ro"
         ro.mkdir()

@@ -5,13 +5,13 @@ import json
 import multiprocessing as mp
 import os
 import sqlite3
-import subprocess
 
 import pytest
 
 from gate.ledger import APPLICATION_ID, GENESIS, Ledger
 from gate.verify_view import ledger_lookup
 from reports.errors import ExitCode, InputError, OutputError, ProvenanceError, UsageError
+from tests.filesystems import mounted_tmpfs
 
 
 def _append(path: str, i: int) -> None:
@@ -216,15 +216,8 @@ def test_cli_ledger_verify_of_an_empty_file_is_a_bad_input_and_writes_nothing(tm
 @pytest.fixture()
 def tiny_fs(tmp_path):
     """A 160 KiB tmpfs mounted for this test (needs root / CAP_SYS_ADMIN; skipped otherwise)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(tmp_path / "tiny", "size=160k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_append_on_a_full_disk_is_an_output_error_and_the_chain_stays_intact(tiny_fs):

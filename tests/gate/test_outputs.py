@@ -30,6 +30,7 @@ from gate.cli import main
 from provenance.keys import ENV_SIGN_CHAIN, ENV_SIGN_KEY, init_dev_keys
 from reports import atomic
 from reports.errors import ExitCode, OutputError, UsageError
+from tests.filesystems import mounted_tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, SIZE, FPS, RATE = 48, 256, 25.0, 16000
@@ -83,14 +84,8 @@ def _small_fs(mountpoint: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``mountpoint`` for the test (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tiny tmpfs needs root (the RLIMIT_FSIZE and injected-ENOSPC tests run without it)")
-    mountpoint.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(mountpoint, f"size={size}"):
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 @contextlib.contextmanager

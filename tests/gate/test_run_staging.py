@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from gate.staging import (
 from reports.errors import OutputError, UsageError
 from reports.schema import GateRecord
 from reports.write import REPORT_FILES
+from tests.filesystems import mounted_tmpfs
 from tests.reports.conftest import build_record_dict
 
 REPORTS = tuple(REPORT_FILES.values())
@@ -245,18 +245,11 @@ def test_make_layout_creates_parents_and_undoes_only_what_it_made(tmp_path):
 
 
 def test_an_unwritable_out_is_an_output_error_and_nothing_is_created(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {proc.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
         with pytest.raises(OutputError, match="output directory must be writable") as exc:
             check_layout(ro / "out")
         assert str(ro / "out") in str(exc.value) and exc.value.exit_code == 74
         assert not (ro / "out").exists()
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)
 
 
 def test_out_under_proc_cannot_be_made(tmp_path):
