@@ -70,17 +70,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_payload ON ledger(payload_hex);
 """
-HASHED = (
-    "seq",
-    "run_id",
-    "created_at",
-    "decision",
-    "output_path",
-    "output_sha256",
-    "payload_hex",
-    "record_sha256",
-    "prev_hash",
-)
+# every column but the record itself (its sha256 is hashed instead) and the row's own hash
+HASHED = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))
 
 
 def default_path() -> Path:
