@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.wav import write_wav
+
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_POLICY = ROOT / "gate" / "policies" / "offline.toml"
 W, H = 352, 288  # the talking clip's size: not square, so a rotation is visible in the output's shape
@@ -215,18 +217,6 @@ class Media:
     weights_dir: Path  # empty
     mpl: Path
     extra: dict[str, Path] = field(default_factory=dict)
-
-
-def write_wav(path: Path, audio: np.ndarray, rate: int, *, claimed_rate: int | None = None) -> Path:
-    """16-bit mono PCM; ``claimed_rate`` writes a different rate into the header than the samples were made at."""
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(claimed_rate or rate)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def build_media(root: Path) -> Media:

@@ -17,7 +17,6 @@ import socket
 import stat
 import subprocess
 import sys
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from provenance.keys import ENV_SIGN_CHAIN, ENV_SIGN_KEY, init_dev_keys
 from reports import atomic
 from reports.errors import ExitCode, OutputError, UsageError
 from tests.filesystems import mounted_tmpfs
+from tests.wav import write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, SIZE, FPS, RATE = 48, 256, 25.0, 16000
@@ -228,12 +228,7 @@ def stamp_inputs(tmp_path_factory) -> dict[str, Path]:
     audio = (0.2 * np.sin(np.arange(int(RATE * FRAMES / FPS)) * 0.05)).astype(np.float32)
     portrait = work / "portrait.png"
     Image.fromarray(frames[0]).save(portrait)
-    wav = work / "speech.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((audio * 32767).astype("<i2").tobytes())
+    wav = write_wav(work / "speech.wav", audio, RATE)
     return {
         "video": media.write_mp4(work / "in.mp4", frames, FPS, audio, RATE),
         "portrait": portrait,

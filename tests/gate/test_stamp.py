@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import wave
 from pathlib import Path
 
 import av
@@ -35,6 +34,7 @@ from provenance.keys import (
     load_signer,
 )
 from reports.errors import ExitCode
+from tests.wav import write_wav
 
 STAMP_CRF = 18  # the default: what users get
 FRAMES, SIZE, FPS = 48, 288, 25.0  # 16 intro frames + four 8-frame segment runs: every segment decoded twice+
@@ -57,12 +57,7 @@ def inputs(work, portraits) -> dict[str, Path]:
     audio = (0.2 * np.sin(np.arange(int(16000 * FRAMES / FPS)) * 0.05)).astype(np.float32)
     portrait = work / "portrait.png"
     Image.fromarray(frames[0]).save(portrait)
-    wav = work / "speech.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((audio * 32767).astype("<i2").tobytes())
+    wav = write_wav(work / "speech.wav", audio, 16000)
     return {
         "video": media.write_mp4(work / "in.mp4", frames, FPS, audio, 16000),
         "silent": media.write_mp4(work / "silent.mp4", frames, FPS),
