@@ -321,7 +321,7 @@ def prepare(req: RunRequest) -> RunInputs:
     layout = check_layout(Path(req.out_dir))
     signer = load_signer(req.signer or SignerConfig.from_env())
     reference_rgb = media.read_image(portrait)  # decoding last: the cheap checks answer first
-    speech = media.read_audio(audio_path)
+    speech = media.read_audio(audio_path, ingredient=True)  # the speech is signed in as an audio ingredient
     reviewed = Decoded(media.read_video(video_in) if video_in is not None else None)
     return RunInputs(
         request=req,
