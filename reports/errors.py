@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     NOT_MEASURED = 3  # something the gate needs could not be measured (missing weights, metric crashed)
     INPUT = 4  # an input file is unreadable or breaks a rule (corrupt, truncated, too small, no audio ...)
     PROVENANCE = 5  # signing or verification could not be done (bad credentials, manifest unreadable ...)
+    AWAITING_REVIEW = 6  # every automated check passed; the policy asks for human approval: pending, NOT released
     INTERNAL = 70  # an unexpected error (a bug): the traceback goes to a log file (sysexits EX_SOFTWARE)
     IO = 74  # an output could not be written: disk full, permission denied, read-only, not a regular file (EX_IOERR)
     INTERRUPTED = 130  # interrupted by the user (Ctrl-C: 128 + SIGINT)
