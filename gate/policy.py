@@ -1,8 +1,10 @@
 """Policy as code: which checks a video must pass, with thresholds, in TOML.
 
 A policy file has a ``name``, a ``version``, a ``[checks.<check name>]`` table per check, optionally a
-``[regression]`` table (limits against a baseline run) and a ``[weights]`` table (``allow_unpinned``: may a run use
-user-supplied weight files that have no sha256 pin in the registry; default false). Each check names a ``metric`` and
+``[regression]`` table (limits against a baseline run), a ``[weights]`` table (``allow_unpinned``: may a run use
+user-supplied weight files that have no sha256 pin in the registry; default false) and a ``[review]`` table (people
+must approve a run that passed every automated check before it is released: ``required_approvals`` 1..10, default 2;
+``four_eyes`` default true; ``reason_codes``, the codes a decision may give, default ``DEFAULT_REASON_CODES``). Each check names a ``metric`` and
 at least one bound: ``min``, ``max`` or ``abs_max`` (on the absolute value); ``required`` defaults to true.
 ``min = "backend"`` uses the same-person threshold the identity backend states for itself.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,8 +54,23 @@ KNOWN_METRICS: dict[str, bool | None] = {
 BOUNDS = ("min", "max", "abs_max")
 BACKEND_THRESHOLD = "backend"
 CHECK_KEYS = {"metric", "required", "why", "reference_set", *BOUNDS}
-TOP_KEYS = {"name", "version", "description", "checks", "regression", "weights"}
+TOP_KEYS = {"name", "version", "description", "checks", "regression", "weights", "review"}
 WEIGHTS_KEYS = {"allow_unpinned"}
+REVIEW_KEYS = {"required_approvals", "four_eyes", "reason_codes"}
+DEFAULT_REASON_CODES = (
+    "meets-policy",
+    "identity-mismatch",
+    "lip-sync",
+    "visual-artifacts",
+    "audio-problem",
+    "consent-unclear",
+    "label-missing",
+    "harmful-content",
+    "other",
+)
+REASON_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+MAX_APPROVALS = 10
+MAX_REASON_CODES = 50
 MAX_POLICY_BYTES = 256 * 1024  # the shipped policies are ~3 KiB; a bound keeps parsing and reports small
 MAX_CHECKS = 200  # every check is a row in every report: the PDF of 200 checks renders in seconds
 MAX_TEXT = 200  # name, version, a check's name
@@ -88,6 +106,17 @@ class Regression:
 
 
 @dataclass(frozen=True)
+class ReviewPolicy:
+    """``[review]``: a run that passes every automated check waits (pending) for ``required_approvals`` people.
+
+    ``four_eyes``: the submitter never approves their own run and one person counts once (admins included)."""
+
+    required_approvals: int = 2
+    four_eyes: bool = True
+    reason_codes: tuple[str, ...] = DEFAULT_REASON_CODES
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: str
@@ -96,6 +125,7 @@ class Policy:
     source: str  # the TOML text, recorded verbatim
     path: str
     allow_unpinned_weights: bool = False  # [weights] allow_unpinned: user-supplied weight files without a pin
+    review: ReviewPolicy | None = None  # [review]: people approve what passed the automated checks
 
     @property
     def sha256(self) -> str:
@@ -208,6 +238,33 @@ def _parse_weights(path: str, table: Any) -> bool:
     return allow
 
 
+def _parse_review(path: str, table: Any) -> ReviewPolicy:
+    where = f"{path}: review"
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - REVIEW_KEYS
+    if unknown:
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(REVIEW_KEYS))}")
+    n = table.get("required_approvals", ReviewPolicy.required_approvals)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_APPROVALS:
+        raise UsageError(f"{where}.required_approvals", f"must be a whole number from 1 to {MAX_APPROVALS}", repr(n))
+    four_eyes = table.get("four_eyes", True)
+    if not isinstance(four_eyes, bool):
+        raise UsageError(f"{where}.four_eyes", "must be true or false", repr(four_eyes))
+    codes = table.get("reason_codes", list(DEFAULT_REASON_CODES))
+    rule = f"must be a list of 1 to {MAX_REASON_CODES} unique codes of [a-z0-9-] (at most 40, first a letter or digit)"
+    if not isinstance(codes, list) or not 1 <= len(codes) <= MAX_REASON_CODES:
+        shown = len(codes) if isinstance(codes, list) else type(codes).__name__
+        raise UsageError(f"{where}.reason_codes", rule, shown)
+    for code in codes:
+        if not isinstance(code, str) or REASON_CODE.fullmatch(code) is None:
+            raise UsageError(f"{where}.reason_codes", rule, repr(code)[:60])
+    dupes = sorted({c for c in codes if codes.count(c) > 1})
+    if dupes:
+        raise UsageError(f"{where}.reason_codes", rule, f"duplicate {dupes[0]!r}")
+    return ReviewPolicy(n, four_eyes, tuple(codes))
+
+
 def _text(where: str, value: Any, limit: int, *, required: bool) -> str:
     if value is None and not required:
         return ""
@@ -244,7 +301,8 @@ def parse(text: str, path: str = "<policy>") -> Policy:
         )
     regression = _parse_regression(path, data["regression"]) if "regression" in data else None
     allow_unpinned = _parse_weights(path, data["weights"]) if "weights" in data else False
-    return Policy(name, version, checks, regression, text, path, allow_unpinned)
+    review = _parse_review(path, data["review"]) if "review" in data else None
+    return Policy(name, version, checks, regression, text, path, allow_unpinned, review)
 
 
 def load(path: str | Path | None = None) -> Policy:

@@ -230,3 +230,78 @@ def test_a_refused_weight_file_quarantines_with_exit_3_even_when_every_check_pas
     why = "facenet.onnx: sha256 must equal the registry pin (got 1234…)"
     d = policy.decide(results, refused_weights=[why])
     assert not d.released and d.exit_code == ExitCode.NOT_MEASURED and d.reasons == (f"weights: {why}",)
+
+
+# --- [review]: human approval after the automated checks --------------------------------------------------------------
+
+REVIEW_BASE = 'name="x"\nversion="1"\n[checks.a]\nmetric="sync_c"\nmin=1\n'
+
+
+def test_a_policy_without_review_needs_no_people():
+    assert policy.parse(REVIEW_BASE, "p.toml").review is None
+    assert policy.load().review is None
+
+
+def test_an_empty_review_table_takes_the_documented_defaults():
+    r = policy.parse(REVIEW_BASE + "[review]\n", "p.toml").review
+    assert r == policy.ReviewPolicy(2, True, policy.DEFAULT_REASON_CODES)
+    assert r.required_approvals == 2 and r.four_eyes is True
+    assert "meets-policy" in r.reason_codes and "other" in r.reason_codes and len(r.reason_codes) == 9
+
+
+def test_review_values_are_read():
+    text = REVIEW_BASE + '[review]\nrequired_approvals = 3\nfour_eyes = false\nreason_codes = ["ok", "bad-lips"]\n'
+    r = policy.parse(text, "p.toml").review
+    assert (r.required_approvals, r.four_eyes, r.reason_codes) == (3, False, ("ok", "bad-lips"))
+
+
+def test_the_shipped_offline_review_policy_is_the_offline_policy_with_review():
+    from importlib import resources
+
+    files = resources.files("gate").joinpath("policies")
+    offline = policy.parse(files.joinpath("offline.toml").read_text(), "offline.toml")
+    reviewed = policy.parse(files.joinpath("offline-review.toml").read_text(), "offline-review.toml")
+    assert reviewed.name == "offline-review" and reviewed.checks == offline.checks
+    assert reviewed.allow_unpinned_weights == offline.allow_unpinned_weights
+    assert reviewed.review == policy.ReviewPolicy(2, True, policy.DEFAULT_REASON_CODES)
+
+
+@pytest.mark.parametrize(
+    ("review", "key", "rule", "value"),
+    [
+        ("required_approvals = 0", "review.required_approvals", "from 1 to 10", "0"),
+        ("required_approvals = 11", "review.required_approvals", "from 1 to 10", "11"),
+        ("required_approvals = true", "review.required_approvals", "whole number", "True"),
+        ("required_approvals = 2.0", "review.required_approvals", "whole number", "2.0"),
+        ('required_approvals = "2"', "review.required_approvals", "whole number", "'2'"),
+        ('four_eyes = "yes"', "review.four_eyes", "true or false", "'yes'"),
+        ("four_eyes = 1", "review.four_eyes", "true or false", "1"),
+        ("reason_codes = []", "review.reason_codes", "1 to 50 unique codes", "0"),
+        ('reason_codes = "ok"', "review.reason_codes", "must be a list", "str"),
+        ('reason_codes = ["ok", "Bad"]', "review.reason_codes", "[a-z0-9-]", "'Bad'"),
+        ('reason_codes = ["-ok"]', "review.reason_codes", "[a-z0-9-]", "'-ok'"),
+        ('reason_codes = ["a b"]', "review.reason_codes", "[a-z0-9-]", "'a b'"),
+        (f'reason_codes = ["{"x" * 41}"]', "review.reason_codes", "at most 40", "x" * 41),
+        ("reason_codes = [1]", "review.reason_codes", "[a-z0-9-]", "1"),
+        ('reason_codes = ["ok", "ok"]', "review.reason_codes", "unique", "duplicate 'ok'"),
+        ("approvers = 2", "review.approvers", "unknown key", "required_approvals"),
+    ],
+)
+def test_review_validation_errors_name_the_key_the_rule_and_the_value(review, key, rule, value):
+    with pytest.raises(UsageError) as exc:
+        policy.parse(REVIEW_BASE + "[review]\n" + review + "\n", "p.toml")
+    text = str(exc.value)
+    assert f"p.toml: {key}" in text and rule in text and value in text, text
+    assert exc.value.exit_code == ExitCode.USAGE
+
+
+def test_fifty_reason_codes_are_allowed_and_fifty_one_are_not():
+    codes = ", ".join(f'"c{i}"' for i in range(50))
+    assert len(policy.parse(REVIEW_BASE + f"[review]\nreason_codes = [{codes}]\n").review.reason_codes) == 50
+    with pytest.raises(UsageError, match=r"review\.reason_codes.*51"):
+        policy.parse(REVIEW_BASE + f'[review]\nreason_codes = [{codes}, "c50"]\n')
+
+
+def test_review_must_be_a_table():
+    with pytest.raises(UsageError, match=r"p\.toml: review: must be a table"):
+        policy.parse("review = 2\n" + REVIEW_BASE, "p.toml")
