@@ -12,7 +12,10 @@ Invariants the model enforces, so that no record can claim more than was proven 
 * a measurement without a value carries the reason it was not measured;
 * a check without a value is ``not_measured``, never ``pass``; a ``pass``/``fail`` check has a value;
 * ``released`` implies exit code 0 and every required check passed; ``quarantined`` implies a non-zero exit code
-  and at least one reason;
+  and at least one reason; ``pending`` (schema 1.2: the policy's ``[review]`` asks people to approve what passed)
+  implies exit code 6 (``AWAITING_REVIEW``), every required check passed and a ``review`` whose state is pending;
+* a ``review`` states what its events say (``review_state``: a ``release`` event → released, a ``reject`` event →
+  quarantined, else pending), and that state is the record's ``decision``;
 * ``created_at`` is a timezone-aware UTC timestamp.
 
 Building: construct a record in one call. Assignment is validated too (``validate_assignment``), and the
@@ -22,7 +25,9 @@ validated copy that carries the ledger entry.
 Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds optional fields; a reader accepts any
 record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
 History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weights`` entry, required from 1.1 on
-(1.0 records, whose entries have none, still read).
+(1.0 records, whose entries have none, still read). 1.2 adds the decision ``pending`` and the optional ``review``
+(``ReviewRecord``: the policy's ``[review]`` rules, the submitter, the state and the ledger's review events); 1.0 and
+1.1 records, which have neither, still read.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from reports.errors import ExitCode
 from reports.hashing import sha256_file
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
+AWAITING_REVIEW_EXIT = int(ExitCode.AWAITING_REVIEW)  # 6
 SCHEMA_ID = "https://hallo3-gate.invalid/schema/gate-record-1.json"  # an identifier only, never fetched
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -372,6 +379,88 @@ class Keyframe(_Model):
         return value
 
 
+# --- human review (schema 1.2) ---------------------------------------------------------------------------------------
+
+ReviewState = Literal["pending", "released", "quarantined"]
+# the ledger row kinds of a run: "run" is the submission (the gate run's own row), "release" is appended with the
+# approval that completes the required number, "reject" quarantines the run
+ReviewEventKind = Literal["run", "approve", "reject", "release"]
+MAX_NAME = 200
+MAX_COMMENT = 10_000
+
+
+def review_state(kinds: Iterable[str]) -> ReviewState:
+    """The state a run's ledger events (row kinds in ledger order) lead to: the first ``release`` or ``reject``
+    decides (released / quarantined; a final state is never left), else the run is pending."""
+    for kind in kinds:
+        if kind == "release":
+            return "released"
+        if kind == "reject":
+            return "quarantined"
+    return "pending"
+
+
+class ReviewEvent(_Model):
+    """One ledger row of a run's review: the submission (``run``), an approval, a rejection, the release."""
+
+    seq: int | None = Field(
+        default=None, ge=0, description="ledger row; null only for the submission inside the record written before it"
+    )
+    kind: ReviewEventKind
+    actor: str | None = Field(default=None, max_length=MAX_NAME, description="who: the submitter or the reviewer")
+    role: str | None = Field(default=None, max_length=MAX_NAME, description="their role then: submitter, approver ...")
+    reason: str | None = Field(default=None, max_length=MAX_NAME, description="the reason code of a decision")
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT)
+    at: datetime = Field(description="UTC, ISO 8601")
+    row_hash: Sha256 | None = Field(default=None, description="the ledger row's hash (null like seq)")
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("a review event's time must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+
+class ReviewRecord(_Model):
+    """People's review of a run that passed every automated check (the policy's ``[review]``)."""
+
+    required_approvals: int = Field(ge=1, le=10, description="approvals by different people needed to release")
+    four_eyes: bool = Field(description="the submitter never approves their own run; one person counts once")
+    reason_codes: list[str] = Field(min_length=1, max_length=50, description="the codes a decision may give")
+    submitted_by: str = Field(min_length=1, max_length=MAX_NAME)
+    state: ReviewState
+    events: list[ReviewEvent] = Field(min_length=1, description="in ledger order; the first is the submission")
+
+    @model_validator(mode="after")
+    def _state_follows_events(self) -> Self:
+        if self.events[0].kind != "run":
+            raise ValueError(f"a review's first event is the submission ('run'), not {self.events[0].kind!r}")
+        if any(e.kind == "run" for e in self.events[1:]):
+            raise ValueError("a review has one submission ('run' event)")
+        seqs = [e.seq for e in self.events if e.seq is not None]
+        if seqs != sorted(set(seqs)):
+            raise ValueError(f"review events must be in ledger order, each row once: {seqs}")
+        folded = review_state(e.kind for e in self.events)
+        if self.state != folded:
+            raise ValueError(f"review state {self.state!r} contradicts its events, which say {folded!r}")
+        return self
+
+    @property
+    def approvals(self) -> list[ReviewEvent]:
+        return [e for e in self.events if e.kind == "approve"]
+
+    @property
+    def decided_by(self) -> ReviewEvent | None:
+        """The event that made the state final (the rejection, or the approval whose row carried the release)."""
+        for i, e in enumerate(self.events):
+            if e.kind == "reject":
+                return e
+            if e.kind == "release":
+                return next((a for a in reversed(self.events[:i]) if a.kind == "approve"), e)
+        return None
+
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -389,7 +478,9 @@ class GateRecord(_Model):
     run_id: str = Field(description="unique id of this run; safe as a file name")
     created_at: datetime = Field(description="UTC, ISO 8601")
     mode: Literal["generate", "review"]
-    decision: Literal["released", "quarantined"]
+    decision: Literal["released", "quarantined", "pending"] = Field(
+        description="pending (since 1.2): passed every automated check, waiting for people (review)"
+    )
     exit_code: int = Field(ge=0, le=255)
     reasons: list[str] = Field(default_factory=list, description="why it was quarantined (or notes on release)")
     inputs: Inputs
@@ -405,6 +496,9 @@ class GateRecord(_Model):
     environment: EnvironmentRecord
     ledger: LedgerRecord | None = Field(default=None, description="filled after the ledger append")
     keyframes: list[Keyframe] = Field(default_factory=list, max_length=32)
+    review: ReviewRecord | None = Field(
+        default=None, description="since 1.2: the human review the policy asked for (absent: none was)"
+    )
 
     @field_validator("run_id")
     @classmethod
@@ -444,12 +538,24 @@ class GateRecord(_Model):
                     f"schema {self.schema_version}: weights {', '.join(unstated)} must state their status "
                     "(verified against the pin, or unpinned)"
                 )
+        minor = int(self.schema_version.split(".")[1])
+        if minor < 2 and (self.decision == "pending" or self.review is not None):
+            raise ValueError(f"schema {self.schema_version} has no human review (pending, review): that is 1.2")
+        if self.review is not None and self.review.state != self.decision:
+            raise ValueError(f"decision {self.decision!r} contradicts the review's state {self.review.state!r}")
+        blocking = [c.name for c in self.checks if c.required and c.outcome != "pass"]
         if self.decision == "released":
             if self.exit_code != 0:
                 raise ValueError(f"a released run has exit code 0, not {self.exit_code}")
-            blocking = [c.name for c in self.checks if c.required and c.outcome != "pass"]
             if blocking:
                 raise ValueError(f"released although required checks did not pass: {', '.join(blocking)}")
+        elif self.decision == "pending":
+            if self.exit_code != AWAITING_REVIEW_EXIT:
+                raise ValueError(f"a pending run has exit code {AWAITING_REVIEW_EXIT}, not {self.exit_code}")
+            if blocking:
+                raise ValueError(f"pending although required checks did not pass: {', '.join(blocking)}")
+            if self.review is None:
+                raise ValueError("a pending run carries its review (who submitted it, how many approvals it needs)")
         else:
             if self.exit_code == 0:
                 raise ValueError("a quarantined run cannot have exit code 0")
@@ -472,13 +578,18 @@ class GateRecord(_Model):
             counts[c.outcome] += 1
         return counts
 
+    def _dump(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        """JSON-mode fields; ``review`` only when there is one, so a record without review is written as before 1.2."""
+        skip = set(exclude or ()) | ({"review"} if self.review is None else set())
+        return self.model_dump(mode="json", exclude=skip)
+
     def to_json(self, *, indent: int | None = 2) -> str:
         """The record as JSON: fields in schema order, free-form objects with sorted keys."""
-        return json.dumps(self.model_dump(mode="json"), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+        return json.dumps(self._dump(), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
 
     def content_digest(self) -> str:
         """SHA-256 of the canonical JSON of the record without its ledger entry (what a ledger row can bind)."""
-        body = self.model_dump(mode="json", exclude={"ledger"})
+        body = self._dump(exclude={"ledger"})
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
