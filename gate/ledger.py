@@ -1,47 +1,68 @@
-"""The tamper-evident ledger: an append-only SQLite table whose every row carries the hash of the previous one.
+"""The tamper-evident ledger: an append-only table whose every row carries the hash of the previous one.
 
-``row_hash = sha256(canonical JSON of the row's fields, including prev_hash)``; the first row's ``prev_hash`` is 64
-zeros. ``verify`` recomputes the chain and names the first row that was edited, deleted or reordered (a deletion
-breaks the successor's ``prev_hash`` link or leaves a gap in ``seq``; an edit changes a row's hash; a reorder does
-both). Truncating the newest rows leaves a valid shorter chain: anchor a head hash elsewhere (``head()``; every
-record stores the row hash it got) and pass it as ``expect_head``; verify then fails if that row is gone.
+It lives in the gate's database (``gate.database``: an SQLite file by default, or PostgreSQL). Every gate run,
+review decision, release and user change is one row; ``kind`` says which:
 
-Opening: ``Ledger(path)`` opens an existing ledger and never writes to a file it did not create; ``Ledger(path,
-create=True)`` also creates one where nothing exists (atomically: a complete empty ledger appears at ``path`` or
-nothing does; an existing file is never replaced). Errors, each one line naming the file:
+* ``run`` — a gate run (decision released|quarantined|pending; actor = the submitter, role "submitter");
+* ``approve`` / ``reject`` — a reviewer's decision (decision = the run's state after the row);
+* ``release`` — the run released (decision "released"; in the same transaction as the approval that completed it);
+* ``user`` — a change to the users (run_id "", decision = the action; record_json = its details, never a secret).
 
-* no file at ``path`` (and not ``create``) → ``UsageError`` (exit 2: the argument names nothing);
-* something that is not a hallo3-gate ledger — a 0-byte file, not SQLite, a directory or FIFO, another application's
-  ``ledger`` table with other columns → ``InputError`` (exit 4: a bad input file); it is left untouched;
-* the file or its directory cannot be written (disk full, read-only, permission) → ``OutputError`` (exit 74).
+Hashing: ``row_hash = sha256(canonical JSON of the hashed fields)``; the first row's ``prev_hash`` is 64 zeros.
+``hash_version`` 2 (every row written now) hashes every column except ``record_json`` (hashed through
+``record_sha256``) and ``row_hash``. Rows from a ledger written before the review service keep ``hash_version`` 1
+and their old hash over the 9 fields of that time (``HASHED_V1``); they must all come before the first version-2 row
+and have kind ``run`` with no actor, role, reason or comment.
 
-Concurrency: WAL journal and ``BEGIN IMMEDIATE`` transactions, so concurrent gate runs serialise their appends and
-never lose or interleave a record. Lookup by watermark payload lets ``verify`` trace a stripped video to its record.
+``verify`` recomputes the chain and names the first row that was edited, deleted or reordered (a deletion breaks the
+successor's ``prev_hash`` link or leaves a gap in ``seq``; an edit changes a row's hash; a reorder does both).
+Truncating the newest rows leaves a valid shorter chain: anchor a head hash elsewhere (``head()``; every record
+stores the row hash it got) and pass it as ``expect_head``; verify then fails if that row is gone.
+
+Opening (``Ledger(locator)``; ``create=True`` also creates an absent SQLite file or the tables of an empty
+PostgreSQL database) follows ``gate.database.Database.open``: it never writes to a file it did not create, refuses
+what is not a hallo3-gate ledger untouched (exit 4), names a missing file (exit 2) or an unwritable one (exit 74).
+
+Concurrency: every append runs in ``Database.transaction()`` — serialised against every other writer (SQLite
+``BEGIN IMMEDIATE``; PostgreSQL an advisory lock) — and reads the head inside it, so concurrent gate runs and
+reviewers never lose or interleave a row. ``precondition(tx)`` runs inside that transaction before the insert: it can
+check state (four eyes, "still pending") and raise to abort with nothing written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
-import secrets
-import sqlite3
-import stat
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.atomic import file_kind, fsync_directory
-from reports.errors import InputError, OutputError, UsageError
+from gate.database import APPLICATION_ID, LEDGER_COLUMNS, SCHEMA_VERSION, Database, Tx, default_sqlite_path
+
+__all__ = [
+    "APPLICATION_ID",
+    "COLUMNS",
+    "GENESIS",
+    "HASH_VERSION",
+    "KINDS",
+    "Ledger",
+    "Row",
+    "VerifyReport",
+    "default_path",
+    "record_digest",
+    "row_hash",
+]
 
 GENESIS = "0" * 64
-APPLICATION_ID = 0x48334C47  # "H3LG" in the SQLite header of a ledger created here (older ledgers carry 0)
-COLUMNS = (
+HASH_VERSION = 2
+KINDS = ("run", "approve", "reject", "release", "user")
+COLUMNS = LEDGER_COLUMNS
+# version 2: every column but the record itself (its sha256 is hashed instead) and the row's own hash
+HASHED_V2 = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))
+# version 1 (ledgers written before the review service): the 9 columns of that time but record_json and row_hash
+HASHED_V1 = (
     "seq",
     "run_id",
     "created_at",
@@ -50,40 +71,29 @@ COLUMNS = (
     "output_sha256",
     "payload_hex",
     "record_sha256",
-    "record_json",
     "prev_hash",
-    "row_hash",
 )
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    seq INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    output_path TEXT NOT NULL,
-    output_sha256 TEXT NOT NULL,
-    payload_hex TEXT,
-    record_sha256 TEXT NOT NULL,
-    record_json TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    row_hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ledger_payload ON ledger(payload_hex);
-"""
-# every column but the record itself (its sha256 is hashed instead) and the row's own hash
-HASHED = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))
+HASHED = {1: HASHED_V1, 2: HASHED_V2}
+_V1_NEW_COLUMNS = ("actor", "role", "reason", "comment")
+
+# A layout-1 ledger (not yet migrated) read as the current layout, without writing to it.
+_V1_AS_CURRENT = (
+    "(SELECT seq, 'run' AS kind, run_id, created_at, decision, NULL AS actor, NULL AS role, NULL AS reason, "
+    "NULL AS comment, output_path, output_sha256, payload_hex, record_sha256, record_json, 1 AS hash_version, "
+    "prev_hash, row_hash FROM ledger) AS ledger"
+)
 
 
 def default_path() -> Path:
+    """The SQLite ledger used when nothing is named: ``$HALLO3_GATE_LEDGER``, else the user's data directory."""
     env = os.environ.get("HALLO3_GATE_LEDGER")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "hallo3-gate" / "ledger.sqlite"
+    return Path(env) if env else default_sqlite_path()
 
 
-def row_hash(fields: dict[str, Any]) -> str:
-    canon = json.dumps({k: fields[k] for k in HASHED}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def row_hash(fields: dict[str, Any], version: int | None = None) -> str:
+    """The hash of a row's fields under ``version`` (default: the row's own ``hash_version``, else 1)."""
+    v = version if version is not None else int(fields.get("hash_version") or 1)
+    canon = json.dumps({k: fields[k] for k in HASHED[v]}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -104,10 +114,20 @@ class Row:
     record_json: str
     prev_hash: str
     row_hash: str
+    kind: str = "run"
+    actor: str | None = None
+    role: str | None = None
+    reason: str | None = None
+    comment: str | None = None
+    hash_version: int = 1
 
     @property
     def record(self) -> dict[str, Any]:
         return json.loads(self.record_json)
+
+    @classmethod
+    def from_db(cls, r: dict[str, Any]) -> Row:
+        return cls(**{k: r[k] for k in COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -119,87 +139,29 @@ class VerifyReport:
 
 
 class Ledger:
-    """An existing ledger file (``create=True``: created first where nothing exists). See the module docstring."""
+    """The ledger in a database (a locator or an opened ``Database``). See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = False) -> None:
-        self.path = Path(path) if path is not None else default_path()
-        if create and not os.path.lexists(self.path):
-            self._create()
-        self._check()
+    def __init__(self, locator: str | os.PathLike[str] | Database | None = None, *, create: bool = False) -> None:
+        if isinstance(locator, Database):
+            self.db = locator
+            if create and self.db.layout < SCHEMA_VERSION:
+                with self.db.transaction():  # migrates
+                    pass
+        else:
+            self.db = Database.open(locator, create=create)
 
-    # --- opening ------------------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None on PostgreSQL)."""
+        return self.db.path
 
-    def _create(self) -> None:
-        """Build a complete empty ledger beside ``path`` and link it into place: it appears whole or not at all, and
-        a file that appeared meanwhile (another run creating it) is kept, never replaced."""
-        parent = self.path.parent
-        tmp = parent / f".{self.path.name}.{secrets.token_hex(4)}.new"
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
-            with closing(sqlite3.connect(tmp, isolation_level=None)) as con:
-                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                con.executescript(SCHEMA)
-                con.execute("PRAGMA journal_mode=WAL")
-            _fsync_file(tmp)
-            _link_no_replace(tmp, self.path)
-            fsync_directory(parent)
-        except (OSError, sqlite3.Error) as exc:
-            raise OutputError(str(self.path), "a new ledger must be creatable here", _why(exc)) from None
-        finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{tmp}{suffix}")
+    @property
+    def display(self) -> str:
+        """The ledger's locator, safe to print (no password)."""
+        return self.db.display
 
-    def _check(self) -> None:
-        """Raise unless ``path`` is a hallo3-gate ledger; reads only (a read-only SQLite connection)."""
-        where = str(self.path)
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise UsageError(where, "ledger file must exist", "not found") from None
-        except OSError as exc:
-            raise InputError(where, "ledger file must be readable", _why(exc)) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(where, "ledger must be a regular file", file_kind(st.st_mode))
-        if st.st_size == 0:
-            raise InputError(where, "must be a hallo3-gate ledger", "an empty file (0 bytes)")
-        try:
-            with self._connect(read_only=True) as con:
-                app_id = con.execute("PRAGMA application_id").fetchone()[0]
-                cols = tuple(r[1] for r in con.execute("PRAGMA table_info(ledger)"))
-        except sqlite3.Error as exc:
-            raise _sqlite_failure(self.path, exc, "must be a hallo3-gate ledger (an SQLite database)") from None
-        if app_id not in (0, APPLICATION_ID):
-            raise InputError(where, "must be a hallo3-gate ledger", f"another application's database (id {app_id})")
-        if not cols:
-            raise InputError(where, "must be a hallo3-gate ledger", "an SQLite database without a ledger table")
-        if cols != COLUMNS:
-            raise InputError(where, "must be a hallo3-gate ledger", f"a ledger table with columns {', '.join(cols)}")
-
-    @contextmanager
-    def _connect(self, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection; ``read_only`` ones can never change the file (SQLite ``mode=ro``)."""
-        try:
-            if read_only:
-                con = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=60.0, isolation_level=None)
-            else:
-                con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise _sqlite_failure(self.path, exc, "ledger must be an SQLite database we can open") from None
-        with closing(con):
-            con.row_factory = sqlite3.Row
-            if not read_only:
-                con.execute("PRAGMA synchronous=FULL")
-            yield con
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._connect(read_only=True) as con:
-                yield con
-        except sqlite3.Error as exc:
-            raise _sqlite_failure(self.path, exc, "ledger must be a readable, intact SQLite database") from None
+    def _table(self) -> str:
+        return "ledger" if self.db.layout >= SCHEMA_VERSION else _V1_AS_CURRENT
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -213,80 +175,119 @@ class Ledger:
         output_sha256: str,
         payload_hex: str | None,
         record_json: str,
+        kind: str = "run",
+        actor: str | None = None,
+        role: str | None = None,
+        reason: str | None = None,
+        comment: str | None = None,
+        precondition: Callable[[Tx], None] | None = None,
     ) -> Row:
-        """Append one row atomically (one transaction); returns it (with its seq and hash).
+        """Append one row atomically (one transaction, serialised with every other writer); returns it.
 
+        ``precondition(tx)`` runs first inside the transaction; an exception from it aborts with nothing written.
         A ledger that cannot be written (disk full, read-only, locked past the timeout) raises ``OutputError`` and
         holds no part of the row."""
-        try:
-            with self._connect() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    fields = self._next_row(
-                        con,
-                        run_id=run_id,
-                        created_at=created_at,
-                        decision=decision,
-                        output_path=output_path,
-                        output_sha256=output_sha256,
-                        payload_hex=payload_hex,
-                        record_json=record_json,
-                    )
-                    cols = ", ".join(fields)
-                    con.execute(
-                        f"INSERT INTO ledger ({cols}) VALUES ({', '.join('?' * len(fields))})", list(fields.values())
-                    )
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            con.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            rule, io_rule = "ledger must be an intact SQLite database", "ledger must be writable"
-            raise _sqlite_failure(self.path, exc, rule, io_rule) from None
-        return Row(**fields)
+        with self.db.transaction() as tx:
+            if precondition is not None:
+                precondition(tx)
+            return self.append_in(
+                tx,
+                run_id=run_id,
+                created_at=created_at,
+                decision=decision,
+                output_path=output_path,
+                output_sha256=output_sha256,
+                payload_hex=payload_hex,
+                record_json=record_json,
+                kind=kind,
+                actor=actor,
+                role=role,
+                reason=reason,
+                comment=comment,
+            )
 
-    @staticmethod
-    def _next_row(con: sqlite3.Connection, **values: Any) -> dict[str, Any]:
-        last = con.execute("SELECT seq, row_hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    def append_in(
+        self,
+        tx: Tx,
+        *,
+        run_id: str,
+        created_at: str,
+        decision: str,
+        output_path: str,
+        output_sha256: str,
+        payload_hex: str | None,
+        record_json: str,
+        kind: str = "run",
+        actor: str | None = None,
+        role: str | None = None,
+        reason: str | None = None,
+        comment: str | None = None,
+    ) -> Row:
+        """Append one row inside the caller's ``db.transaction()`` (which must be this ledger's database)."""
+        if kind not in KINDS:
+            raise ValueError(f"ledger row kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        last = tx.execute_one("SELECT seq, row_hash FROM ledger ORDER BY seq DESC LIMIT 1")
         fields: dict[str, Any] = {
-            "seq": (last["seq"] + 1) if last else 1,
-            **{k: values[k] for k in ("run_id", "created_at", "decision", "output_path", "output_sha256")},
-            "payload_hex": values["payload_hex"],
-            "record_sha256": record_digest(values["record_json"]),
-            "record_json": values["record_json"],
+            "seq": (int(last["seq"]) + 1) if last else 1,
+            "kind": kind,
+            "run_id": run_id,
+            "created_at": created_at,
+            "decision": decision,
+            "actor": actor,
+            "role": role,
+            "reason": reason,
+            "comment": comment,
+            "output_path": output_path,
+            "output_sha256": output_sha256,
+            "payload_hex": payload_hex,
+            "record_sha256": record_digest(record_json),
+            "record_json": record_json,
+            "hash_version": HASH_VERSION,
             "prev_hash": last["row_hash"] if last else GENESIS,
         }
-        fields["row_hash"] = row_hash(fields)
-        return fields
+        fields["row_hash"] = row_hash(fields, HASH_VERSION)
+        tx.execute(
+            f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [fields[c] for c in COLUMNS],
+        )
+        return Row(**fields)
 
     # --- reading ------------------------------------------------------------------------------------------------
 
-    def rows(self) -> list[Row]:
-        with self._reading() as con:
-            return [Row(**dict(r)) for r in con.execute("SELECT * FROM ledger ORDER BY seq")]
+    def _select(self, where: str = "", params: tuple[Any, ...] = (), tail: str = "ORDER BY seq") -> list[Row]:
+        with self.db.reading() as tx:
+            rows = tx.execute(f"SELECT * FROM {self._table()} {where} {tail}", params)
+        return [Row.from_db(r) for r in rows]
+
+    def rows(self, kind: str | None = None) -> list[Row]:
+        if kind is None:
+            return self._select()
+        return self._select("WHERE kind = ?", (kind,))
+
+    def events(self, run_id: str) -> list[Row]:
+        """Every row of one run (its ``run`` row, approvals, rejections, release), by seq."""
+        return self._select("WHERE run_id = ?", (run_id,))
 
     def last_seq(self) -> int:
-        with self._reading() as con:
-            r = con.execute("SELECT MAX(seq) AS seq FROM ledger").fetchone()
-        return int(r["seq"] or 0)
+        with self.db.reading() as tx:
+            r = tx.execute_one(f"SELECT MAX(seq) AS seq FROM {self._table()}")
+        return int(r["seq"] or 0) if r else 0
 
     def find_by_payload(self, payload_hex: str) -> Row | None:
-        with self._reading() as con:
-            r = con.execute(
-                "SELECT * FROM ledger WHERE payload_hex = ? ORDER BY seq DESC LIMIT 1", (payload_hex.lower(),)
-            ).fetchone()
-        return Row(**dict(r)) if r else None
+        """The newest ``run`` row whose watermark payload is ``payload_hex``."""
+        found = self._select(
+            "WHERE payload_hex = ? AND kind = 'run'", (payload_hex.lower(),), "ORDER BY seq DESC LIMIT 1"
+        )
+        return found[0] if found else None
 
     def find_by_run(self, run_id: str) -> Row | None:
-        with self._reading() as con:
-            r = con.execute("SELECT * FROM ledger WHERE run_id = ?", (run_id,)).fetchone()
-        return Row(**dict(r)) if r else None
+        """The run's ``run`` row (the gate's own record of it)."""
+        found = self._select("WHERE run_id = ? AND kind = 'run'", (run_id,), "ORDER BY seq LIMIT 1")
+        return found[0] if found else None
 
     def head(self) -> str:
-        with self._reading() as con:
-            r = con.execute("SELECT row_hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        with self.db.reading() as tx:
+            r = tx.execute_one(f"SELECT row_hash FROM {self._table()} ORDER BY seq DESC LIMIT 1")
         return r["row_hash"] if r else GENESIS
 
     def verify(self, expect_head: str | None = None, *, since_seq: int | None = None) -> VerifyReport:
@@ -297,32 +298,50 @@ class Ledger:
         problems: list[str] = []
         checked = 0
         head_seen = expect_head is None
-        with self._reading() as con:
-            prev, expected_seq = GENESIS, 1
+        table = self._table()
+        with self.db.reading() as tx:
+            state = _ChainState()
             start = since_seq if since_seq is not None and since_seq > 1 else 1
             if start > 1:
-                anchor = con.execute(
-                    "SELECT seq, row_hash FROM ledger WHERE seq < ? ORDER BY seq DESC LIMIT 1", (start,)
-                ).fetchone()
+                anchor = tx.execute_one(
+                    f"SELECT seq, row_hash, hash_version FROM {table} WHERE seq < ? ORDER BY seq DESC LIMIT 1",
+                    (start,),
+                )
                 if anchor is not None:
-                    prev, expected_seq = anchor["row_hash"], anchor["seq"] + 1
-            for r in con.execute("SELECT * FROM ledger WHERE seq >= ? ORDER BY seq", (start,)):
-                row = Row(**dict(r))
-                problems += _row_problems(row, prev, expected_seq)
+                    state = _ChainState(anchor["row_hash"], int(anchor["seq"]) + 1, int(anchor["hash_version"]))
+            for r in _stream(tx, f"SELECT * FROM {table} WHERE seq >= ? ORDER BY seq", (start,)):
+                row = Row.from_db(r)
+                problems += state.check(row)
                 head_seen = head_seen or row.row_hash == expect_head
-                prev, expected_seq = row.row_hash, row.seq + 1
                 checked += 1
             if not head_seen:
-                head_seen = (
-                    con.execute("SELECT 1 FROM ledger WHERE row_hash = ?", (expect_head,)).fetchone() is not None
-                )
+                head_seen = tx.execute_one(f"SELECT 1 AS x FROM {table} WHERE row_hash = ?", (expect_head,)) is not None
         if not head_seen:
             problems.append(f"anchored head {expect_head} is not in the chain — rows were removed or rewritten")
-        return VerifyReport(not problems, checked, prev, tuple(problems))
+        return VerifyReport(not problems, checked, state.prev, tuple(problems))
 
 
-def _row_problems(row: Row, prev: str, expected_seq: int) -> list[str]:
-    where = f"row seq {row.seq} (run {row.run_id})"
+def _stream(tx: Tx, sql: str, params: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+    return tx.stream(sql, params)
+
+
+@dataclass
+class _ChainState:
+    """What the next row must link to while walking the chain."""
+
+    prev: str = GENESIS
+    expected_seq: int = 1
+    max_version: int = 0  # the highest hash_version seen so far
+
+    def check(self, row: Row) -> list[str]:
+        problems = _row_problems(row, self.prev, self.expected_seq, self.max_version)
+        self.prev, self.expected_seq = row.row_hash, row.seq + 1
+        self.max_version = max(self.max_version, row.hash_version if row.hash_version in HASHED else 0)
+        return problems
+
+
+def _row_problems(row: Row, prev: str, expected_seq: int, max_version: int) -> list[str]:
+    where = f"row seq {row.seq} (run {row.run_id})" if row.run_id else f"row seq {row.seq} ({row.kind})"
     problems = []
     if row.seq != expected_seq:
         problems.append(f"{where}: expected seq {expected_seq} — a row was deleted")
@@ -330,61 +349,13 @@ def _row_problems(row: Row, prev: str, expected_seq: int) -> list[str]:
         problems.append(f"{where}: prev_hash does not match the previous row's hash")
     if record_digest(row.record_json) != row.record_sha256:
         problems.append(f"{where}: record_json was edited (sha256 mismatch)")
-    if row_hash(row.__dict__) != row.row_hash:
+    if row.hash_version not in HASHED:
+        problems.append(f"{where}: unknown hash_version {row.hash_version!r}")
+        return problems
+    if row.hash_version < max_version:
+        problems.append(f"{where}: hash_version {row.hash_version} after a row of version {max_version}")
+    if row.hash_version == 1 and (row.kind != "run" or any(getattr(row, c) is not None for c in _V1_NEW_COLUMNS)):
+        problems.append(f"{where}: a version-1 row must be a run row without actor, role, reason or comment")
+    if row_hash(asdict(row), row.hash_version) != row.row_hash:
         problems.append(f"{where}: row fields were edited (row_hash mismatch)")
     return problems
-
-
-_NOT_A_LEDGER = ("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_FORMAT")  # the file's content (extended codes too)
-
-
-def _sqlite_failure(
-    path: Path,
-    exc: sqlite3.Error,
-    rule: str,
-    io_rule: str = "ledger must be readable (SQLite also writes its -wal and -shm files beside it)",
-) -> InputError | OutputError:
-    """What an SQLite error means for the user: a file that is not an intact SQLite database is a bad input file
-    (exit 4); anything else (disk full, I/O error, read-only, cannot open, locked past the timeout) is an I/O error on
-    the ledger (exit 74)."""
-    name = getattr(exc, "sqlite_errorname", None) or ""
-    if name.startswith(_NOT_A_LEDGER):
-        return InputError(str(path), rule, _why(exc))
-    return OutputError(str(path), io_rule, _why(exc))
-
-
-def _read_only_uri(path: Path) -> str:
-    return "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return str(exc) or type(exc).__name__
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _link_no_replace(src: Path, dst: Path) -> None:
-    """Give ``src``'s content the name ``dst`` unless something is there (kept: another creator won the race)."""
-    try:
-        os.link(src, dst)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
-            raise
-        try:  # a file system without hard links: claim the name exclusively, then copy the bytes into it
-            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        except FileExistsError:
-            return
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
-            out.write(fh.read())
-            out.flush()
-            os.fsync(out.fileno())
