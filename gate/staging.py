@@ -3,7 +3,8 @@
 Layout::
 
     staging/<run_id>/          work in progress (marked and locked while its run lives)
-    released/<run_id>/         what passed: video.mp4, record.json and the reports
+    pending/<run_id>/          what passed every automated check and waits for people (the policy's [review])
+    released/<run_id>/         what passed: video.mp4, record.json and the reports (+ review.json after review)
     quarantine/<run_id>/       what did not (it carries watermark and manifest too)
 
 Ownership: a run creates its staging directory under the hidden name ``.new-<run_id>``, creates the marker file
@@ -26,6 +27,15 @@ becomes ``released/<run_id>`` or ``quarantine/<run_id>`` by one rename. Recovery
 exists (a row is appended only after every report is in staging), so it costs a few small file operations per
 directory; a directory it cannot finish (disk still full, a target that already exists) is left for a later run and
 named in its notes.
+
+Human review (``settle``): a pending run leaves ``pending/<run_id>`` once its ledger state is final (a ``release`` row
+→ released, a ``reject`` row → quarantined: ``run_state``). ``settle`` writes ``review.json`` and the record with the
+review and the final decision, re-renders every report from it, and moves the directory by one rename; the video is
+never touched (its sha256 is checked against the record first). It locks the directory (``flock`` on the directory
+itself) while it works, so the review service and a gate run's recovery never settle one run twice at once, and it
+is idempotent: a settle that died half way is finished by calling it again — as ``recover`` does for every pending
+directory whose ledger state is final (its record must name this ledger). ``pending/`` is made when the first run
+goes there, never through a symlink.
 """
 
 from __future__ import annotations
@@ -37,21 +47,25 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gate.ledger import Ledger, Row
 from reports import schema as S
 from reports.atomic import file_kind, fsync_directory, write_text_atomic
-from reports.errors import Hallo3Error, OutputError, UsageError
+from reports.errors import Hallo3Error, InputError, OutputError, ProvenanceError, UsageError
+from reports.hashing import sha256_file
 from reports.write import REPORT_FILES, write_reports
 
 MARKER = ".hallo3-gate-run"
 NEW_PREFIX = ".new-"
 VIDEO_NAME = "video.mp4"
 RECORD_NAME = REPORT_FILES["json"]
-STAGING, RELEASED, QUARANTINE = "staging", "released", "quarantine"
+REVIEW_NAME = "review.json"
+STAGING, PENDING, RELEASED, QUARANTINE = "staging", "pending", "released", "quarantine"
+REVIEW_KINDS = ("run", "approve", "reject", "release")  # the ledger row kinds of a run's review
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MARKER_MAX_BYTES = 4096
 
@@ -67,13 +81,17 @@ def check_run_id(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """The three directories of one ``--out``."""
+    """The directories of one ``--out`` (``pending`` is made only when a run goes there)."""
 
     out_dir: Path
 
     @property
     def staging(self) -> Path:
         return self.out_dir / STAGING
+
+    @property
+    def pending(self) -> Path:
+        return self.out_dir / PENDING
 
     @property
     def released(self) -> Path:
@@ -88,7 +106,12 @@ class Layout:
         return self.staging, self.released, self.quarantine
 
     def final_dir(self, decision: str, run_id: str) -> Path:
-        return (self.released if decision == "released" else self.quarantine) / run_id
+        """Where a run with this decision lives: released/, pending/, else quarantine/ (fail closed)."""
+        if decision == "released":
+            return self.released / run_id
+        if decision == "pending":
+            return self.pending / run_id
+        return self.quarantine / run_id
 
 
 # --- before anything is written -------------------------------------------------------------------------------------
@@ -109,7 +132,7 @@ def check_layout(out_dir: Path) -> Layout:
             raise OutputError(str(layout.out_dir), "--out must be a usable directory", exc.strerror) from None
         if not stat.S_ISDIR(st.st_mode):
             raise UsageError(str(layout.out_dir), "--out must be a directory", file_kind(st.st_mode))
-    for sub in layout.directories:
+    for sub in (*layout.directories, layout.pending):
         if os.path.lexists(sub):
             mode = os.lstat(sub).st_mode
             if not stat.S_ISDIR(mode):
@@ -238,8 +261,14 @@ def publish(staging: Path, final: Path) -> None:
 def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
     """The run's record with its ledger entry, as ``record.json`` in ``staging`` (written only if it differs).
 
-    The record comes from the ledger row itself, so a run and a later recovery write the same bytes."""
-    record = S.GateRecord.from_json(row.record_json).with_ledger(
+    The record comes from the ledger row itself, so a run and a later recovery write the same bytes. A pending run's
+    review gets the row as its submission event (the record was written before the row existed)."""
+    record = S.GateRecord.from_json(row.record_json)
+    if record.review is not None:
+        submission = record.review.events[0].model_copy(update={"seq": row.seq, "row_hash": row.row_hash})
+        review = record.review.model_copy(update={"events": [submission, *record.review.events[1:]]})
+        record = S.GateRecord.model_validate({**record.model_dump(), "review": review.model_dump()})
+    record = record.with_ledger(
         S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=str(ledger_path))
     )
     text = record.to_json()
@@ -251,6 +280,137 @@ def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
     if current != text:
         write_text_atomic(target, text)
     return record
+
+
+# --- human review: the run's state in the ledger, and settling a pending run ----------------------------------------
+
+FinalState = Literal["released", "quarantined"]
+
+
+def run_state(rows: Sequence[Row]) -> S.ReviewState | None:
+    """The run's current state from its ledger rows (``Ledger.events``): its ``run`` row's decision, and for a pending
+    run the fold of its review rows (``reports.schema.review_state``). None when the ledger has no ``run`` row."""
+    run = next((r for r in rows if r.kind == "run"), None)
+    if run is None:
+        return None
+    if run.decision != "pending":
+        return "released" if run.decision == "released" else "quarantined"
+    return S.review_state(r.kind for r in rows if r.seq >= run.seq)
+
+
+def review_event(row: Row) -> S.ReviewEvent:
+    """A ledger row of a run's review as the record states it."""
+    return S.ReviewEvent(
+        seq=row.seq,
+        kind=row.kind,
+        actor=row.actor,
+        role=row.role,
+        reason=row.reason,
+        comment=row.comment,
+        at=row.created_at,
+        row_hash=row.row_hash,
+    )
+
+
+def review_from_rows(submitted: S.ReviewRecord, rows: Sequence[Row]) -> S.ReviewRecord:
+    """The review of a run from its ledger rows; the rules (approvals, four eyes, reason codes) and the submitter are
+    the ones its pending record was submitted with (``submitted``)."""
+    events = [review_event(r) for r in rows if r.kind in REVIEW_KINDS]
+    state = S.review_state(e.kind for e in events)
+    return submitted.model_copy(update={"events": events, "state": state})
+
+
+def settle(layout: Layout, run_id: str, review: S.ReviewRecord, state: FinalState) -> Path:
+    """Move the pending run ``run_id`` to ``released/`` or ``quarantine/`` after people decided (its ledger rows are
+    committed first); returns the final directory.
+
+    Writes ``review.json`` (``review``) and ``record.json`` with the review and the final decision (released: exit
+    code 0; quarantined: 1 with the reason "rejected by <name>: <code>"), re-renders report.html, report.pdf,
+    junit.xml and summary.md from it, then renames the directory once. The video is not touched; its sha256 must
+    still be the recorded one (else ``ProvenanceError``, exit 5, and the run stays pending). Idempotent: called
+    again after a crash it finishes the work; called for a run already settled to ``state`` it returns at once."""
+    check_run_id(run_id)
+    if state not in ("released", "quarantined"):
+        raise UsageError("state", "a settled run is released or quarantined", state)
+    if review.state != state:
+        raise UsageError("review.state", f"must be the state the run is settled to ({state})", review.state)
+    src, final = layout.pending / run_id, layout.final_dir(state, run_id)
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return _already_settled(src, final, state)
+    except OSError as exc:
+        raise OutputError(str(src), "a pending run must be a directory the gate made", exc.strerror) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a concurrent settle of the same run finishes first
+        if not _is_same_dir(fd, src):  # it did: the directory was renamed away while this one waited
+            return _already_settled(src, final, state)
+        write_settled(src, final, review, state)
+        publish(src, final)
+    finally:
+        os.close(fd)
+    return final
+
+
+def _is_same_dir(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.lstat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _already_settled(src: Path, final: Path, state: str) -> Path:
+    try:
+        done = S.GateRecord.from_json((final / RECORD_NAME).read_bytes()).decision == state
+    except (OSError, ValueError):
+        done = False
+    if done and os.path.isfile(final / REVIEW_NAME):
+        return final
+    raise OutputError(str(src), f"a pending run's directory must exist to be {state}", "not found")
+
+
+def settled_record(record: S.GateRecord, final: Path, review: S.ReviewRecord, state: FinalState) -> S.GateRecord:
+    """The record of a pending run once people decided: the review, the final decision and the final video path."""
+    if record.review is None or record.decision not in ("pending", state):
+        raise InputError(
+            str(final / RECORD_NAME),
+            "a run to settle must have been submitted for review",
+            f"decision {record.decision}",
+        )
+    if state == "released":
+        exit_code, reasons = 0, []
+    else:
+        by = review.decided_by
+        who = f"{by.actor or 'unknown'}: {by.reason or 'no reason code'}" if by is not None else "unknown"
+        exit_code, reasons = 1, [f"rejected by {who}"]
+    output = {**record.output.model_dump(), "path": str(final / VIDEO_NAME)}
+    update = {"decision": state, "exit_code": exit_code, "reasons": reasons, "output": output}
+    return S.GateRecord.model_validate({**record.model_dump(), **update, "review": review.model_dump()})
+
+
+def write_settled(d: Path, final: Path, review: S.ReviewRecord, state: FinalState) -> S.GateRecord:
+    """review.json, record.json and the reports of a settled run, in its pending directory ``d`` (before the rename)."""
+    try:
+        record = S.GateRecord.from_json((d / RECORD_NAME).read_bytes())
+    except OSError as exc:
+        raise OutputError(str(d / RECORD_NAME), "a pending run's record must be readable", exc.strerror) from None
+    except ValueError as exc:
+        raise InputError(
+            str(d / RECORD_NAME), "a pending run's record must be a gate record", type(exc).__name__
+        ) from None
+    video = d / VIDEO_NAME
+    if not os.path.isfile(video) or os.path.islink(video) or sha256_file(video) != record.output.sha256:
+        raise ProvenanceError(
+            str(video), "a pending run's video must be the one signed and recorded", "missing or changed; not settled"
+        )
+    settled = settled_record(record, final, review, state)
+    text = json.dumps(review.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    for leftover in d.glob(".*.part"):  # a temporary file of a settle that died half way
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    write_text_atomic(d / REVIEW_NAME, text)
+    write_reports(settled, d, step_summary=False)
+    return settled
 
 
 # --- recovery --------------------------------------------------------------------------------------------------------
@@ -299,7 +459,44 @@ def recover(layout: Layout, ledger_path: Path) -> list[str]:
         note = _recover_entry(layout, ledger_path, ledger, entry)
         if note:
             notes.append(note)
+    return notes + _recover_pending(layout, ledger_path, ledger)
+
+
+def _recover_pending(layout: Layout, ledger_path: Path, ledger: Ledger | None) -> list[str]:
+    """Settle the pending directories whose run the ledger says is released or quarantined (a settle that died, or
+    people decided while no settle could run); the others stay pending."""
+    if ledger is None:
+        return []
+    try:
+        entries = sorted(os.scandir(layout.pending), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise OutputError(str(layout.pending), "pending directory must be readable", exc.strerror) from None
+    notes = []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False) or RUN_ID.fullmatch(entry.name) is None:
+            continue  # not the gate's
+        try:
+            note = _settle_if_decided(layout, ledger_path, ledger, entry.name)
+        except (OSError, Hallo3Error) as exc:
+            why = exc.one_line() if isinstance(exc, Hallo3Error) else (exc.strerror or type(exc).__name__)
+            note = f"{entry.name}: could not settle a reviewed run, left pending for a later run ({why})"
+        if note:
+            notes.append(note)
     return notes
+
+
+def _settle_if_decided(layout: Layout, ledger_path: Path, ledger: Ledger, run_id: str) -> str | None:
+    rows = ledger.events(run_id)
+    state = run_state(rows)
+    if state not in ("released", "quarantined"):
+        return None  # still pending, or a run this ledger does not know
+    record = S.GateRecord.from_json((layout.pending / run_id / RECORD_NAME).read_bytes())
+    if record.ledger is None or record.review is None or not _same_file(str(record.ledger.path), ledger_path):
+        return f"{run_id}: left pending (its record names another ledger, or no review)"
+    final = settle(layout, run_id, review_from_rows(record.review, rows), state)
+    return f"{run_id}: finished a reviewed run ({state}: {final / VIDEO_NAME})"
 
 
 def _recover_entry(layout: Layout, ledger_path: Path, ledger: Ledger | None, entry: os.DirEntry[str]) -> str | None:
