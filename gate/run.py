@@ -1,8 +1,16 @@
 """The gate, end to end: generate (or take an existing video) → watermark → encode → measure → decide → sign →
 verify → record → report → release or quarantine.
 
-Output layout and ownership of ``out_dir``: see ``gate.staging`` (``staging/``, ``released/``, ``quarantine/``; the
-gate only ever touches directories it marked as its own, and never follows a symlink there).
+Output layout and ownership of ``out_dir``: see ``gate.staging`` (``staging/``, ``pending/``, ``released/``,
+``quarantine/``; the gate only ever touches directories it marked as its own, and never follows a symlink there).
+
+Human review: when the policy has a ``[review]`` table, a run that passes every automated check is not released. It
+is recorded as ``pending`` (ledger row ``kind="run", decision="pending", actor=<submitter>, role="submitter"``; the
+record's ``review`` names the submitter and the policy's review rules), published to ``pending/<run_id>`` by the
+same atomic rename, and the run exits 6 (``ExitCode.AWAITING_REVIEW``). People then approve or reject it in the
+ledger (``gate.review``), and ``gate.staging.settle`` moves it to ``released/`` or ``quarantine/``. A run that
+fails a check is quarantined at once, as without ``[review]``. The submitter is ``RunRequest.submitted_by``, else
+``$HALLO3_GATE_USER``, else the OS user.
 
 The order of a run, and what a failure at each point leaves:
 
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import getpass
 import os
 import secrets
 import signal
@@ -81,6 +90,8 @@ from reports.write import REPORT_FILES, write_reports
 
 RECORD_NAME = REPORT_FILES["json"]
 KILL_ENV = "HALLO3_GATE_TEST_KILL_AT"
+USER_ENV = "HALLO3_GATE_USER"
+MAX_USER_NAME = 200
 KILL_STAGES = (
     "after_encode",  # the watermarked video is in staging
     "after_sign",  # the manifest is signed and verified from disk
@@ -115,6 +126,7 @@ class RunRequest:
     fvd_reference: Path | None = None
     baseline_dir: Path | None = None
     run_id: str | None = None
+    submitted_by: str | None = None  # who submits the run (None: $HALLO3_GATE_USER, else the OS user)
 
 
 class Decoded:
@@ -150,6 +162,7 @@ class RunInputs:
     layout: Layout
     ledger_path: Path
     kill_at: str | None  # the test hook's stage, if set
+    submitted_by: str  # the submitter: the ledger row's actor
 
     @property
     def mode(self) -> str:
@@ -171,22 +184,39 @@ class Candidate:
     decision: policy_mod.Decision
     verify_report: VerifyReport | None
     provenance_reason: str | None  # why signing/verification failed (the run is then quarantined, exit 5)
+    review: policy_mod.ReviewPolicy | None = None  # the policy's [review]: a passing run waits for people
 
     @property
-    def released(self) -> bool:
+    def passed(self) -> bool:
+        """Every automated check passed and the provenance was proven."""
         return self.decision.released and self.provenance_reason is None
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.PROVENANCE if self.provenance_reason else self.decision.exit_code
+        if self.provenance_reason:
+            return ExitCode.PROVENANCE
+        if self.label == "pending":
+            return ExitCode.AWAITING_REVIEW
+        return self.decision.exit_code
 
     @property
     def reasons(self) -> list[str]:
+        if self.label == "pending":
+            return [awaiting_review_note(self.review)]
         return [*self.decision.reasons, *([self.provenance_reason] if self.provenance_reason else [])]
 
     @property
     def label(self) -> str:
-        return "released" if self.released else "quarantined"
+        if not self.passed:
+            return "quarantined"
+        return "pending" if self.review is not None else "released"
+
+
+def awaiting_review_note(review: policy_mod.ReviewPolicy | None) -> str:
+    n = review.required_approvals if review is not None else 0
+    people = "person" if n == 1 else "different people"
+    rule = "; never the submitter (four eyes)" if review is not None and review.four_eyes else ""
+    return f"awaiting human review: every automated check passed; {n} approval(s) by {people} needed{rule}"
 
 
 @dataclass(frozen=True)
@@ -296,11 +326,28 @@ def _check_ledger(path: Path) -> None:
         raise OutputError(str(path), "a new ledger must be creatable here", f"{parent} is not writable")
 
 
+def submitter(name: str | None) -> str:
+    """The submitter: ``name``, else ``$HALLO3_GATE_USER``, else the OS user; 1-200 printable characters."""
+    where = "--submitted-by" if name else USER_ENV
+    if not name:
+        name = os.environ.get(USER_ENV) or None
+    if not name:
+        where = "--submitted-by"
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):
+            raise UsageError(where, f"must name the submitter: no ${USER_ENV} and the OS user is unknown") from None
+    if len(name) > MAX_USER_NAME or not name.strip() or not name.isprintable():
+        raise UsageError(where, f"must be a name of 1-{MAX_USER_NAME} printable characters", name[:60])
+    return name
+
+
 def prepare(req: RunRequest) -> RunInputs:
     """Check the request completely; return the validated inputs. Writes nothing, whatever it raises."""
     if req.mode not in {"generate", "review"}:
         raise UsageError("mode", "must be generate or review", req.mode)
     kill_at = _check_kill_hook()
+    submitted_by = submitter(req.submitted_by)
     run_id = check_run_id(req.run_id) if req.run_id is not None else new_run_id()
     pol = policy_mod.load(req.policy_path)
     if not 0 <= req.crf <= 51:
@@ -339,6 +386,7 @@ def prepare(req: RunRequest) -> RunInputs:
         layout=layout,
         ledger_path=ledger_path,
         kill_at=kill_at,
+        submitted_by=submitted_by,
     )
 
 
@@ -388,6 +436,9 @@ def _work_and_record(inputs: RunInputs, staging: Path, timer: _Timer, say: Progr
             output_sha256=record.output.sha256,
             payload_hex=candidate.payload.hex(),
             record_json=record.to_json(),
+            kind="run",
+            actor=inputs.submitted_by,
+            role="submitter",
         )
     except BaseException as exc:
         if _roll_back(inputs.ledger_path, inputs.run_id, staging) and isinstance(exc, OSError):
@@ -560,7 +611,7 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
     say("signing the C2PA manifest and verifying from disk")
     gate_results = {
         "run_id": inputs.run_id,
-        "decision": decision.label,
+        "decision": "pending" if decision.released and pol.review is not None else decision.label,
         "reasons": list(decision.reasons),
         "policy": {"name": pol.name, "version": pol.version, "sha256": pol.sha256},
         "checks": [asdict(r) for r in results],
@@ -568,6 +619,11 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
         "model": gen_info.model_dump(mode="json", include={"backend", "model_name", "seed", "model_sha256"}),
         "weights": {w["name"]: w["sha256"] for w in weights_used},
     }
+    if pol.review is not None:  # the signed claim says people decide: released only after their approval
+        gate_results["review"] = {
+            "required_approvals": pol.review.required_approvals,
+            "four_eyes": pol.review.four_eyes,
+        }
     verify_report: VerifyReport | None = None
     provenance_reason = None
     try:
@@ -599,6 +655,7 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
         decision=decision,
         verify_report=verify_report,
         provenance_reason=provenance_reason,
+        review=pol.review,
     )
 
 
@@ -752,4 +809,24 @@ def build_record(inputs: RunInputs, candidate: Candidate, final: Path, timings: 
         timings=dict(timings),
         environment=collect_environment(),
         keyframes=make_keyframes(clip.frames, clip.fps, count=6),
+        review=_submission(inputs, candidate),
+    )
+
+
+def _submission(inputs: RunInputs, candidate: Candidate) -> S.ReviewRecord | None:
+    """A pending run's review as submitted: the policy's rules, the submitter and the submission event (its ledger
+    seq and hash are filled in from the row once it exists: ``gate.staging.complete_record``)."""
+    rules = inputs.policy.review
+    if rules is None or candidate.label != "pending":
+        return None
+    submission = S.ReviewEvent(
+        kind="run", actor=inputs.submitted_by, role="submitter", at=candidate.created_at, comment=None
+    )
+    return S.ReviewRecord(
+        required_approvals=rules.required_approvals,
+        four_eyes=rules.four_eyes,
+        reason_codes=list(rules.reason_codes),
+        submitted_by=inputs.submitted_by,
+        state="pending",
+        events=[submission],
     )
