@@ -34,8 +34,11 @@ def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
     return files
 
 
+REVIEW_LABELS = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
+
+
 def render_html(record: GateRecord) -> str:
-    """The audit report as one HTML document."""
+    """The audit report as one HTML document (with a "Human review" section when the record carries a review)."""
     return clean_html(
         render(
             "audit_report.html.j2",
@@ -44,5 +47,6 @@ def render_html(record: GateRecord) -> str:
             plots=record_plots(record),
             files=_files(record),
             digest=record.content_digest(),
+            review_labels=REVIEW_LABELS,
         )
     )

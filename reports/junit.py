@@ -1,4 +1,6 @@
-"""JUnit XML for CI: one ``<testcase>`` per policy check.
+"""JUnit XML for CI: one ``<testcase>`` per policy check, and one named "human review" when the record carries a
+review (pending: an ``<error>`` — not decided, which CI must not read as a pass; rejected: a ``<failure>``; released:
+passed, with every approval in its output).
 
 A failed check is a ``<failure>``, a check that could not be measured is an ``<error>`` (the gate could not decide
 it, which CI must not read as a pass), a passed check has neither. Advisory (non-required) checks are reported the
@@ -13,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from reports.atomic import write_bytes_atomic
-from reports.schema import CheckRecord, GateRecord
+from reports.schema import CheckRecord, GateRecord, ReviewRecord
 from reports.templating import fmt_num
 
 # Characters outside the XML 1.0 ``Char`` production (control characters, lone surrogates, U+FFFE/U+FFFF).
@@ -47,14 +49,45 @@ def _testcase(suite: ET.Element, check: CheckRecord, classname: str) -> None:
         out.text = xml_text(detail)
 
 
+_EVENT = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
+
+
+def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> None:
+    case = _sub(suite, "testcase", classname=classname, name="human review", time="0")
+    lines = [
+        f"state: {review.state}",
+        f"rule: {review.required_approvals} approval(s) by different people"
+        + ("; four eyes" if review.four_eyes else ""),
+        f"submitted by: {review.submitted_by}",
+    ]
+    for e in review.events:
+        said = "".join(f"; {k}: {v}" for k, v in (("reason", e.reason), ("comment", e.comment)) if v is not None)
+        lines.append(f"{_EVENT[e.kind]} by {e.actor} ({e.role}) at {e.at:%Y-%m-%dT%H:%M:%SZ}, row {e.seq}{said}")
+    detail = xml_text("\n".join(lines))
+    if review.state == "pending":
+        msg = f"awaiting human review: {len(review.approvals)} of {review.required_approvals} approvals"
+        _sub(case, "error", message=msg, type="awaiting-review").text = detail
+    elif review.state == "quarantined":
+        by = review.decided_by
+        msg = f"rejected by {by.actor}: {by.reason}" if by is not None else "rejected"
+        _sub(case, "failure", message=msg, type="rejected").text = detail
+    else:
+        _sub(case, "system-out").text = detail
+
+
 def render_junit(record: GateRecord) -> bytes:
     counts = record.check_counts()
+    review = record.review
+    if review is not None:  # the human review is one more test case: an error while pending, a failure if rejected
+        counts = {**counts, "fail": counts["fail"] + (review.state == "quarantined")}
+        counts["not_measured"] += review.state == "pending"
+    tests = len(record.checks) + (review is not None)
     total_time = f"{sum(record.timings.values()):.3f}"
     root = ET.Element(
         "testsuites",
         {
             "name": "hallo3-gate",
-            "tests": str(len(record.checks)),
+            "tests": str(tests),
             "failures": str(counts["fail"]),
             "errors": str(counts["not_measured"]),
             "time": total_time,
@@ -65,7 +98,7 @@ def render_junit(record: GateRecord) -> bytes:
         "testsuite",
         name=f"hallo3-gate.{record.policy.name}",
         id=record.run_id,
-        tests=len(record.checks),
+        tests=tests,
         failures=counts["fail"],
         errors=counts["not_measured"],
         skipped=0,
@@ -89,6 +122,8 @@ def render_junit(record: GateRecord) -> bytes:
     classname = f"hallo3-gate.{record.policy.name}.checks"
     for check in record.checks:
         _testcase(suite, check, classname)
+    if review is not None:
+        _review_case(suite, review, f"hallo3-gate.{record.policy.name}.review")
     out = _sub(suite, "system-out")
     out.text = xml_text(
         f"decision: {record.decision} (exit code {record.exit_code})\n"

@@ -53,7 +53,7 @@ def md_code(value: object) -> str:
 
 def render_markdown(record: GateRecord) -> str:
     counts = record.check_counts()
-    icon = "✅" if record.released else "⛔"
+    icon = {"released": "✅", "pending": "⏳"}.get(record.decision, "⛔")
     lines = [
         f"## {icon} hallo3-gate: {record.decision.upper()} (exit code {record.exit_code})",
         "",
@@ -63,6 +63,7 @@ def render_markdown(record: GateRecord) -> str:
     ]
     if record.reasons:
         lines += ["**Reasons**", ""] + [f"- {md_text(reason)}" for reason in record.reasons] + [""]
+    lines += _review_lines(record)
     lines += [
         f"**Checks:** {counts['pass']} passed, {counts['fail']} failed, {counts['not_measured']} not measured",
         "",
@@ -86,6 +87,28 @@ def render_markdown(record: GateRecord) -> str:
     if record.ledger is not None:
         lines.append(f"- **Ledger:** row {record.ledger.seq}, hash {md_code(record.ledger.row_hash[:16] + '…')}")
     return "\n".join(lines) + "\n"
+
+
+_EVENT = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
+
+
+def _review_lines(record: GateRecord) -> list[str]:
+    """The human review: state, rule, and one table row per ledger event (who, role, reason, comment, time)."""
+    rv = record.review
+    if rv is None:
+        return []
+    rule = "; four eyes" if rv.four_eyes else ""
+    lines = [
+        f"**Human review:** {md_text(rv.state)} · {len(rv.approvals)} of {rv.required_approvals} approvals{rule} · "
+        f"submitted by {md_text(rv.submitted_by)}",
+        "",
+        "| row | event | who | role | reason | comment | time |",
+        "|---:|---|---|---|---|---|---|",
+    ]
+    for e in rv.events:
+        cells = [fmt_num(e.seq), _EVENT[e.kind], e.actor, e.role, e.reason, e.comment, f"{e.at:%Y-%m-%d %H:%M:%S} UTC"]
+        lines.append("| " + " | ".join(md_text("—" if c is None else c) for c in cells) + " |")
+    return [*lines, ""]
 
 
 def _match(match: bool | None) -> str:
