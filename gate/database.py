@@ -369,8 +369,6 @@ class Database:
                 got = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 version = got["value"] if got else None
         self.layout = _layout(self.display, cols, tables, version)
-        if self.layout != SCHEMA_VERSION:
-            raise InputError(self.display, "must be a hallo3-gate database", "a ledger table of an older layout")
 
     # --- connections --------------------------------------------------------------------------------------------
 
@@ -450,7 +448,10 @@ class Database:
                 try:
                     with self._errors("the database must be writable"):
                         con.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-                    yield Tx(self, con)
+                    tx = Tx(self, con)
+                    if self.layout < SCHEMA_VERSION:
+                        self._migrate(tx)
+                    yield tx
                     with self._errors("the database must be writable"):
                         con.commit()
                 except BaseException:
@@ -464,9 +465,10 @@ class Database:
             with self._errors("ledger must be writable"):
                 con.execute("BEGIN IMMEDIATE")
             try:
+                tx = Tx(self, con)
                 if self.layout < SCHEMA_VERSION:
-                    self._migrate_sqlite(con)
-                yield Tx(self, con)
+                    self._migrate(tx)
+                yield tx
                 with self._errors("ledger must be writable"):
                     con.execute("COMMIT")
             except BaseException:
@@ -481,7 +483,9 @@ class Database:
         if self.kind == "postgresql":
             with self._pg_connection(autocommit=False, read_only=True) as con:
                 try:
-                    yield Tx(self, con)
+                    tx = Tx(self, con)
+                    self._recheck_layout(tx)
+                    yield tx
                 finally:
                     with contextlib.suppress(Exception):
                         con.rollback()
@@ -491,41 +495,51 @@ class Database:
         with closing(con):
             with self._errors():
                 con.execute("BEGIN")
-                if self.layout < SCHEMA_VERSION and _sqlite_columns(con) == LEDGER_COLUMNS:
-                    self.layout = SCHEMA_VERSION  # another process migrated it since we looked
             try:
-                yield Tx(self, con)
+                tx = Tx(self, con)
+                self._recheck_layout(tx)
+                yield tx
             finally:
                 with contextlib.suppress(sqlite3.Error):
                     con.execute("ROLLBACK")
 
-    def _migrate_sqlite(self, con: sqlite3.Connection) -> None:
-        """Layout 1 → current, inside the caller's ``BEGIN IMMEDIATE``: the rows keep seq, hash and hash version 1."""
-        with self._errors("ledger must be writable"):
-            tables = {r["name"] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            cols = tuple(r["name"] for r in con.execute("PRAGMA table_info(ledger)"))
-            if cols == LEDGER_COLUMNS:  # another process migrated it since we looked
-                self.layout = SCHEMA_VERSION
-                return
-            clash = sorted(tables & set(TABLES) - {"ledger"})
-            if cols != V1_LEDGER_COLUMNS or clash:
-                raise InputError(self.display, "must be a hallo3-gate ledger", f"tables {', '.join(sorted(tables))}")
-            con.execute(_LEDGER_DDL.replace("CREATE TABLE ledger", "CREATE TABLE ledger_v2"))
-            con.execute(
-                "INSERT INTO ledger_v2 (seq, kind, run_id, created_at, decision, actor, role, reason, comment, "
-                "output_path, output_sha256, payload_hex, record_sha256, record_json, hash_version, prev_hash, "
-                "row_hash) SELECT seq, 'run', run_id, created_at, decision, NULL, NULL, NULL, NULL, output_path, "
-                "output_sha256, payload_hex, record_sha256, record_json, 1, prev_hash, row_hash FROM ledger"
-            )
-            con.execute("DROP TABLE ledger")
-            con.execute("ALTER TABLE ledger_v2 RENAME TO ledger")
-            for stmt in _INDEX_DDL:
-                con.execute(stmt)
-            for stmt in _OTHER_TABLES_DDL:
-                con.execute(stmt.format(autoid=_AUTOID["sqlite"]))
-            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    def _migrate(self, tx: Tx) -> None:
+        """Layout 1 → current, inside the caller's write transaction (so all or nothing): the rows keep their seq,
+        hash and hash version 1; the other tables and ``meta.schema_version`` are created."""
+        tables, cols = self._layout_facts(tx)
+        if cols == LEDGER_COLUMNS:  # another process migrated it since we looked
+            self.layout = SCHEMA_VERSION
+            return
+        clash = sorted(tables & set(TABLES) - {"ledger"})
+        if cols != V1_LEDGER_COLUMNS or clash:
+            raise InputError(self.display, "must be a hallo3-gate ledger", f"tables {', '.join(sorted(tables))}")
+        tx.execute(_LEDGER_DDL.replace("CREATE TABLE ledger", "CREATE TABLE ledger_v2"))
+        tx.execute(
+            f"INSERT INTO ledger_v2 ({', '.join(LEDGER_COLUMNS)}) SELECT seq, 'run', run_id, created_at, decision, "
+            "NULL, NULL, NULL, NULL, output_path, output_sha256, payload_hex, record_sha256, record_json, 1, "
+            "prev_hash, row_hash FROM ledger"
+        )
+        tx.execute("DROP TABLE ledger")
+        tx.execute("ALTER TABLE ledger_v2 RENAME TO ledger")
+        for stmt in schema_statements(self.kind)[1:]:
+            tx.execute(stmt)
+        if self.kind == "sqlite":
+            tx.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self.layout = SCHEMA_VERSION
+
+    def _recheck_layout(self, tx: Tx) -> None:
+        """A layout-1 ledger another process migrated since we opened it is read as what it is now."""
+        if self.layout < SCHEMA_VERSION and self._layout_facts(tx)[1] == LEDGER_COLUMNS:
+            self.layout = SCHEMA_VERSION
+
+    def _layout_facts(self, tx: Tx) -> tuple[set[str], tuple[str, ...]]:
+        """The table names and the ledger's columns, read in ``tx``."""
+        if self.kind == "sqlite":
+            with self._errors():
+                tables = {r["name"] for r in tx._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                return tables, _sqlite_columns(tx._con)
+        with self._errors():
+            return _pg_layout_facts(tx._con)
 
     def table_exists(self, name: str) -> bool:
         """Whether ``name`` exists now (a layout-1 ledger has only ``ledger`` until its first write)."""
