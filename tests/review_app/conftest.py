@@ -1,8 +1,8 @@
 """Fixtures of the review pages' tests: a runs directory with pending runs, a database with users, the app.
 
-A pending run is made by ``tests.gate.review_fixtures`` when that module exists (a real gate run under a policy
-with ``[review]``). Without it, ``make_pending_run`` lays one out as the gate does — TEST DOUBLE of the gate's run
-step, not product code: a real H.264 + AAC MP4 (``gate.media.write_mp4``) in ``OUT/pending/<run_id>/``, a schema 1.2
+``make_pending_run`` lays a pending run out as the gate does — in about a second, where a real gate run
+(``tests.gate.review_fixtures``) takes a gate run per module — a TEST DOUBLE of the gate's run step, not product
+code: a real H.264 + AAC MP4 (``gate.media.write_mp4``) in ``OUT/pending/<run_id>/``, a schema 1.2
 record (decision pending, exit code 6, its review) as ``record.json``, and the ledger row ``kind=run,
 decision=pending, actor=<submitter>, role=submitter`` appended through ``gate.ledger.Ledger`` — so every page reads
 it through the real ``gate.review`` service, and decisions settle it with the real ``gate.staging.settle``.
@@ -59,12 +59,6 @@ def _portrait(tmp: Path) -> Path:
 
 def make_pending_run(site: Site, *, seed: int, submitter: str = "sam", model: str = "hallo3") -> str:
     """A pending run of ``site`` (see the module docstring); returns its run id."""
-    try:  # the gate's own quick pending run, once it exists
-        from tests.gate.review_fixtures import pending_run  # type: ignore[import-not-found]
-    except ImportError:
-        pending_run = None
-    if pending_run is not None:
-        return pending_run(site.runs, site.db, seed=seed, submitted_by=submitter, model=model)
     d = build_record_dict("released", seed=seed, model=model)
     run_id = d["run_id"].replace("-released", "-pending")
     layout = Layout(site.runs)
