@@ -1,0 +1,156 @@
+"""gate.database on both backends: the locator, the tables, ``?`` SQL, transactions and read-only snapshots, and the
+errors (a PostgreSQL password never printed)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from gate.database import TABLES, Database, display_url, is_postgres, resolve, sqlite_path
+from reports.errors import ExitCode, InputError, OutputError, UsageError
+from tests import databases
+
+db_url, pg_db_url, postgres_url = databases.db_url, databases.pg_db_url, databases.postgres_url  # the fixtures
+
+
+def test_resolve_prefers_the_argument_then_hallo3_gate_db_then_the_ledger_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("HALLO3_GATE_DB", raising=False)
+    monkeypatch.delenv("HALLO3_GATE_LEDGER", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert resolve(None) == str(tmp_path / "xdg" / "hallo3-gate" / "ledger.sqlite")
+    monkeypatch.setenv("HALLO3_GATE_LEDGER", "/l.sqlite")
+    assert resolve(None) == "/l.sqlite"
+    monkeypatch.setenv("HALLO3_GATE_DB", "postgresql://u@/db?host=/s")
+    assert resolve(None) == "postgresql://u@/db?host=/s"
+    assert (
+        resolve(tmp_path / "x.sqlite") == str(tmp_path / "x.sqlite") and resolve("postgres://h/d") == "postgres://h/d"
+    )
+    assert is_postgres("postgres://h/d") and is_postgres("postgresql://h/d") and not is_postgres("/p/postgresql://x")
+    assert sqlite_path("sqlite:///abs/dir%20x/l.sqlite") == Path("/abs/dir x/l.sqlite")
+    assert sqlite_path("rel/l.sqlite") == Path("rel/l.sqlite")
+
+
+def test_display_never_shows_a_password():
+    assert display_url("postgresql://ann:s3cr%40t@db.example:5432/gate?sslmode=require") == (
+        "postgresql://ann@db.example:5432/gate?sslmode=require"
+    )
+    shown = display_url("postgresql://ann@/gate?host=/run/pg&password=hunter2&user=ann")
+    assert "hunter2" not in shown and "host=/run/pg" in shown and "user=ann" in shown
+
+
+def test_an_unreachable_postgresql_is_an_output_error_without_the_password(tmp_path):
+    url = f"postgresql://ann:Sup3rS3cret@/gate?host={tmp_path}/no-such-socket-dir"
+    with pytest.raises(OutputError) as exc:
+        Database.open(url, create=True)
+    msg = str(exc.value)
+    assert exc.value.exit_code == ExitCode.IO and "Sup3rS3cret" not in msg
+    assert "postgresql://ann@/gate" in msg and "reachable" in msg
+
+
+def test_sqlite_locator_form_opens_the_file(tmp_path):
+    db = Database.open(f"sqlite://{tmp_path}/a.sqlite", create=True)
+    assert (db.kind, db.path, db.display) == ("sqlite", tmp_path / "a.sqlite", str(tmp_path / "a.sqlite"))
+    assert (tmp_path / "a.sqlite").is_file()
+
+
+def test_create_makes_every_table_with_the_schema_version(db_url):
+    db = Database.open(db_url, create=True)
+    assert db.kind == ("postgresql" if is_postgres(db_url) else "sqlite") and db.layout == 2
+    assert (db.path is None) == is_postgres(db_url)
+    with db.reading() as tx:
+        assert tx.execute("SELECT key, value FROM meta") == [{"key": "schema_version", "value": "2"}]
+        for table in TABLES:  # each exists (an absent table is an error) and is empty but for meta
+            n = tx.execute_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]
+            assert n == (1 if table == "meta" else 0), table
+    again = Database.open(db_url, create=True)  # opening again changes nothing
+    with again.reading() as tx:
+        assert tx.execute_one("SELECT COUNT(*) AS n FROM meta")["n"] == 1
+
+
+def test_question_mark_sql_and_dict_rows_on_both_backends(db_url):
+    db = Database.open(db_url, create=True)
+    with db.transaction() as tx:
+        assert (
+            tx.execute(
+                "INSERT INTO detect_feedback (created_at, verdict, comment) VALUES (?, ?, ?)", ("t1", "ok", "50% sure?")
+            )
+            == []
+        )
+        tx.execute("INSERT INTO detect_feedback (created_at, verdict, comment) VALUES (?, ?, ?)", ("t2", "wrong", None))
+    with db.reading() as tx:
+        rows = tx.execute(
+            "SELECT id, verdict, comment FROM detect_feedback WHERE comment LIKE '%sure?' OR ? ORDER BY id", (False,)
+        )
+        assert rows == [{"id": 1, "verdict": "ok", "comment": "50% sure?"}]
+        got = tx.execute_one("SELECT ? AS v, '?' AS q, 'a%b' AS p", ("x",))
+        assert got == {"v": "x", "q": "?", "p": "a%b"}
+        assert tx.execute_one("SELECT verdict FROM detect_feedback WHERE verdict = ?", ("none",)) is None
+        assert [r["id"] for r in tx.stream("SELECT id FROM detect_feedback ORDER BY id")] == [1, 2]
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_a_transaction_is_all_or_nothing(db_url):
+    db = Database.open(db_url, create=True)
+    add = "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)"
+    with pytest.raises(_Boom), db.transaction() as tx:
+        tx.execute(add, ("ann", "admin", "h", "t"))
+        assert tx.execute_one("SELECT name FROM users") == {"name": "ann"}  # visible inside
+        raise _Boom
+    with db.reading() as tx:
+        assert tx.execute("SELECT name FROM users") == []
+
+
+def test_reading_cannot_write(db_url):
+    db = Database.open(db_url, create=True)
+    with pytest.raises(OutputError) as exc, db.reading() as tx:
+        tx.execute("INSERT INTO claims (run_id, user_name, claimed_at, expires_at) VALUES ('r', 'u', 't', 't')")
+    assert db.display in str(exc.value)
+    with db.reading() as tx:
+        assert tx.execute("SELECT * FROM claims") == []
+
+
+def test_a_postgresql_database_without_the_tables_is_not_opened_without_create(pg_db_url):
+    with pytest.raises(UsageError) as exc:
+        Database.open(pg_db_url)
+    assert exc.value.exit_code == ExitCode.USAGE and "tables must exist" in str(exc.value)
+    Database.open(pg_db_url, create=True)
+    assert Database.open(pg_db_url).layout == 2
+
+
+def test_another_applications_ledger_table_in_postgresql_is_refused_untouched(pg_db_url):
+    import psycopg
+
+    with psycopg.connect(pg_db_url, autocommit=True) as con:
+        con.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount REAL, memo TEXT)")
+        con.execute("INSERT INTO ledger VALUES (1, 12.5, 'coffee')")
+    with pytest.raises(InputError) as exc:
+        Database.open(pg_db_url, create=True)
+    assert "a ledger table with columns id, amount, memo" in str(exc.value)
+    with psycopg.connect(pg_db_url, autocommit=True) as con:
+        tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='public'").fetchall()
+        assert tables == [("ledger",)] and con.execute("SELECT * FROM ledger").fetchall() == [(1, 12.5, "coffee")]
+
+
+def test_an_sqlite_file_of_a_newer_or_broken_schema_is_refused_untouched(tmp_path):
+    path = tmp_path / "g.sqlite"
+    Database.open(path, create=True)
+    with closing(sqlite3.connect(path)) as con:
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        con.commit()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="schema version 2"):
+        Database.open(path, create=True)
+    assert path.read_bytes() == before
+    with closing(sqlite3.connect(path)) as con:
+        con.execute("DROP TABLE sessions")
+        con.commit()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="no table sessions"):
+        Database.open(path, create=True)
+    assert path.read_bytes() == before
