@@ -356,7 +356,7 @@ class Database:
             if not create:
                 raise UsageError(self.display, "the hallo3-gate tables must exist in this database", "none")
             with self._pg_connection() as con, self._errors(), con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                _pg_lock(con)
                 tables, cols = _pg_layout_facts(con)
                 if not cols and not (tables & set(TABLES)):
                     for stmt in schema_statements("postgresql"):
@@ -446,8 +446,8 @@ class Database:
         if self.kind == "postgresql":
             with self._pg_connection(autocommit=False) as con:
                 try:
-                    with self._errors("the database must be writable"):
-                        con.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                    with self._errors("the database must be writable (its writers' lock within the timeout)"):
+                        _pg_lock(con)
                     tx = Tx(self, con)
                     if self.layout < SCHEMA_VERSION:
                         self._migrate(tx)
@@ -573,6 +573,12 @@ def _layout(where: str, cols: tuple[str, ...], tables: set[str], version: str | 
 
 def _sqlite_columns(con: sqlite3.Connection) -> tuple[str, ...]:
     return tuple(r["name"] for r in con.execute("PRAGMA table_info(ledger)"))
+
+
+def _pg_lock(con: Any) -> None:
+    """The writers' lock, held until the transaction ends; waiting longer than ``LOCK_TIMEOUT_S`` is an error."""
+    con.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT_S)}s'")
+    con.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
 
 
 def _pg_layout_facts(con: Any) -> tuple[set[str], tuple[str, ...]]:

@@ -4,7 +4,7 @@ errors (a PostgreSQL password never printed)."""
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -154,3 +154,34 @@ def test_an_sqlite_file_of_a_newer_or_broken_schema_is_refused_untouched(tmp_pat
     with pytest.raises(InputError, match="no table sessions"):
         Database.open(path, create=True)
     assert path.read_bytes() == before
+
+
+def test_a_writer_that_cannot_get_the_lock_in_time_is_an_output_error_and_writes_nothing(db_url, monkeypatch):
+    import gate.database
+
+    db = Database.open(db_url, create=True)
+    monkeypatch.setattr(gate.database, "LOCK_TIMEOUT_S", 1.0)
+    with _other_writer_holding_the_lock(db_url), pytest.raises(OutputError) as exc, db.transaction() as tx:
+        tx.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+    assert exc.value.exit_code == ExitCode.IO and db.display in str(exc.value)
+    with db.transaction() as tx:  # free again
+        assert tx.execute("SELECT key FROM meta") == [{"key": "schema_version"}]
+
+
+@contextmanager
+def _other_writer_holding_the_lock(url: str):
+    """Another client inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock)."""
+    if is_postgres(url):
+        import psycopg
+
+        from gate.database import ADVISORY_LOCK_KEY
+
+        with psycopg.connect(url) as con:
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            yield
+            con.rollback()
+        return
+    with closing(sqlite3.connect(url, isolation_level=None)) as con:
+        con.execute("BEGIN IMMEDIATE")
+        yield
+        con.execute("ROLLBACK")
