@@ -70,10 +70,12 @@ def running_server() -> Iterator[str]:
             [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER, "-E", "UTF8", "--no-sync"], "initdb"
         )
         opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        _run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-            "pg_ctl start",
-        )
+        log = root / "log"
+        try:
+            _run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w", "start"], "pg_ctl start")
+        except RuntimeError as exc:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+            raise RuntimeError(f"{exc}\nserver log:\n{tail}") from None
         started = True
         yield url_for(sock, "postgres")
     finally:
