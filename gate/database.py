@@ -36,7 +36,7 @@ import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -270,7 +270,7 @@ class Database:
     """An opened database (see the module docstring). Build it with ``Database.open``."""
 
     kind: Kind
-    locator: str
+    locator: str = field(repr=False)  # may hold a password: print ``display``
     display: str
     path: Path | None
     layout: int  # 2: the current tables; 1: a ledger from before the review service (migrated on the first write)

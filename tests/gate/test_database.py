@@ -48,6 +48,8 @@ def test_an_unreachable_postgresql_is_an_output_error_without_the_password(tmp_p
     msg = str(exc.value)
     assert exc.value.exit_code == ExitCode.IO and "Sup3rS3cret" not in msg
     assert "postgresql://ann@/gate" in msg and "reachable" in msg
+    db = Database("postgresql", url, display_url(url), None, 2)
+    assert "Sup3rS3cret" not in repr(db) and "Sup3rS3cret" not in db.display
 
 
 def test_sqlite_locator_form_opens_the_file(tmp_path):
