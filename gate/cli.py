@@ -32,11 +32,22 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Signing credentials (development PKI, production PEM/KMS).", no_args_is_help=True)
 weights_app = typer.Typer(help="The weight-file registry: list, fetch, verify.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The tamper-evident ledger of every gate run.", no_args_is_help=True)
+users_app = typer.Typer(help="People who review runs: roles, passwords, API tokens.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(weights_app, name="weights")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(users_app, name="users")
 
-LEDGER_HELP = "SQLite ledger (default $HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
+LEDGER_HELP = (
+    "The ledger: an SQLite file or a postgresql:// URL (default $HALLO3_GATE_DB, else $HALLO3_GATE_LEDGER, else "
+    "~/.local/share/hallo3-gate/ledger.sqlite)."
+)
+DB_HELP = (
+    "The database of the ledger and the users: an SQLite file or a postgresql:// URL (default $HALLO3_GATE_DB, else "
+    "$HALLO3_GATE_LEDGER, else ~/.local/share/hallo3-gate/ledger.sqlite)."
+)
+USER_ENV = "HALLO3_GATE_USER"
+SUBMITTED_BY_HELP = "Who submits the run for review (default $HALLO3_GATE_USER, else the OS user); recorded."
 DEBUG_ENV = "HALLO3_GATE_DEBUG"
 # emoji=False: ":smile:" in a file name stays ":smile:"; highlight=False: no colouring guessed from the text
 # What the portrait and speech options accept: the C2PA ingredient formats (provenance.c2pa.INGREDIENT_FORMATS, kept
@@ -391,11 +402,27 @@ def _signer_and_trust(trust: str | None):
 
 
 def _ledger_path(ledger: str | None):
+    """The ledger's locator: a PostgreSQL URL as given, an SQLite file as a path (see ``gate.database.resolve``)."""
     from pathlib import Path
 
-    from gate.ledger import default_path
+    from gate.database import is_postgres, resolve
 
-    return Path(ledger) if ledger else default_path()
+    locator = resolve(ledger)
+    return locator if is_postgres(locator) else Path(locator)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container) and no $USER
+        return f"uid{os.getuid()}"
+
+
+def _acting_user(name: str | None) -> str:
+    """A person's name from an option, else ``$HALLO3_GATE_USER``, else the OS user."""
+    return name or os.environ.get(USER_ENV) or _os_user()
 
 
 @app.command("review")
@@ -412,6 +439,7 @@ def review_command(
     fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
     baseline: str | None = typer.Option(None, "--baseline", help="A baseline run directory for regression limits."),
     crf: int = typer.Option(18, "--crf", help="H.264 CRF of the watermarked re-encode (0-51)."),
+    submitted_by: str | None = typer.Option(None, "--submitted-by", help=SUBMITTED_BY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the audit record as JSON."),
 ) -> int:
     """Gate an existing video: watermark, encode, measure, decide, sign, verify, record, release or quarantine.
@@ -420,6 +448,8 @@ def review_command(
 
     Exit codes: 0 released; 1 a required check failed (quarantined); 2 usage/config error; 3 something required could
     not be measured (quarantined, fail closed); 4 bad input file; 5 signing/verification failed (quarantined);
+    6 every automated check passed and the policy's [review] asks for people: the run waits in OUT/pending/ for
+    approval (not released; approve or reject it in `hallo3-gate serve` or its API);
     74 an output could not be written (nothing released).
     """
     from pathlib import Path
@@ -428,6 +458,7 @@ def review_command(
 
     signer, anchors = _signer_and_trust(trust)
     req = RunRequest(
+        submitted_by=_acting_user(submitted_by),
         mode="review",
         out_dir=Path(out),
         portrait=Path(reference),
@@ -466,6 +497,7 @@ def generate_command(
     trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for verifying after signing."),
     fvd_reference: str | None = typer.Option(None, "--fvd-reference", help="FVD reference statistics (.npz)."),
     crf: int = typer.Option(18, "--crf", help="H.264 CRF (0-51)."),
+    submitted_by: str | None = typer.Option(None, "--submitted-by", help=SUBMITTED_BY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the audit record as JSON."),
 ) -> int:
     """Generate a talking video from a portrait and speech, then gate it like `review`.
@@ -475,7 +507,7 @@ def generate_command(
     Backends: `hallo3` (the real model; --model DIR with the official release or a converted checkpoint), `still`
     (the portrait repeated: a calibration baseline that should fail lip sync), `hallo3-tiny` (the real pipeline code
     with tiny RANDOM weights: exercises the machinery, makes noise, never a real result).
-    Exit codes as for `review`.
+    Exit codes as for `review` (6: passed, waiting in OUT/pending/ for human approval).
     """
     from pathlib import Path
 
@@ -483,6 +515,7 @@ def generate_command(
 
     signer, anchors = _signer_and_trust(trust)
     req = RunRequest(
+        submitted_by=_acting_user(submitted_by),
         mode="generate",
         out_dir=Path(out),
         portrait=Path(portrait),
@@ -530,7 +563,7 @@ def ledger_verify(
             json.dumps({"ok": rep.ok, "rows": rep.rows, "head": rep.head, "problems": list(rep.problems)}, indent=2)
         )
     else:
-        say(f"{lg.path}: {rep.rows} rows, head {rep.head}: ", ("intact", "green") if rep.ok else ("TAMPERED", "red"))
+        say(f"{lg.display}: {rep.rows} rows, head {rep.head}: ", ("intact", "green") if rep.ok else ("TAMPERED", "red"))
         for p in rep.problems:
             say(f"  - {p}")
     return 0 if rep.ok else int(ExitCode.GATE_FAILED)
@@ -576,6 +609,169 @@ def ledger_show(
         table.add_row(*(text(c) for c in cells))
     console.print(table)
     return 0 if rows or not payload else int(ExitCode.GATE_FAILED)
+
+
+# --- users: people who review runs ------------------------------------------------------------------------------------
+
+
+def _users_db(db: str | None, *, create: bool = False):
+    from gate.database import Database
+
+    return Database.open(db, create=create)
+
+
+def _read_password_stdin() -> str:
+    """One line of standard input without its line break (a password is never an argument: ps shows arguments)."""
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="The user name: 1-64 of a-z 0-9 . _ - (first a letter or digit)."),
+    role: str = typer.Option(..., "--role", help="viewer, reviewer, approver or admin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password (12-1024 characters) from the first line of stdin."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Add a user with a role; the password comes on standard input and is stored only as its Argon2 hash.
+
+    Example: printf '%s\\n' "$PASSWORD" | hallo3-gate users add alice --role approver --password-stdin
+
+    Roles: viewer reads; reviewer also comments, claims and rejects; approver also approves; admin also manages users.
+    The database is created if it does not exist. The change is a ledger row (never the password).
+
+    Exit codes: 0 added; 2 no --password-stdin, a bad name, role or password, or the name is taken; 4 --db is not a
+    hallo3-gate database; 74 the database cannot be written or reached.
+    """
+    from gate.users import add_user, check_name, check_password, check_role
+
+    check_name(name)
+    check_role(role)
+    if not password_stdin:
+        raise UsageError("--password-stdin", "the password must come on standard input (never as an argument)")
+    password = check_password(_read_password_stdin())
+    user = add_user(_users_db(db, create=True), name, role, password, actor=_acting_user(actor))
+    say(f"added {user.name} ({user.role})")
+    return 0
+
+
+@users_app.command("list")
+def users_list(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> int:
+    """List the users: name, role, whether disabled.
+
+    Exit codes: 0 listed; 2 --db names no database; 4 --db is not a hallo3-gate database; 74 it cannot be read.
+    """
+    import json
+
+    from rich.table import Table
+
+    from gate.users import list_users
+
+    users = list_users(_users_db(db))
+    if json_out:
+        typer.echo(json.dumps([{"name": u.name, "role": u.role, "disabled": u.disabled} for u in users], indent=2))
+        return 0
+    table = Table("name", "role", "state")
+    for u in users:
+        table.add_row(text(u.name), text(u.role), text("disabled" if u.disabled else "enabled"))
+    console.print(table)
+    return 0
+
+
+def _set_disabled(name: str, disabled: bool, db: str | None, actor: str | None) -> int:
+    from gate.users import set_disabled
+
+    user = set_disabled(_users_db(db), name, disabled, actor=_acting_user(actor))
+    say(f"{user.name}: {'disabled (every session ended)' if disabled else 'enabled'}")
+    return 0
+
+
+@users_app.command("disable")
+def users_disable(
+    name: str = typer.Argument(..., help="The user."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Disable a user: their sessions end, and logins and API tokens are refused until enabled again.
+
+    Exit codes: 0 disabled; 2 unknown user, already disabled, or --db names no database; 4 --db is not a hallo3-gate
+    database; 74 the database cannot be written or reached.
+    """
+    return _set_disabled(name, True, db, actor)
+
+
+@users_app.command("enable")
+def users_enable(
+    name: str = typer.Argument(..., help="The user."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Enable a disabled user again (their unrevoked API tokens work again).
+
+    Exit codes: 0 enabled; 2 unknown user, not disabled, or --db names no database; 4 --db is not a hallo3-gate
+    database; 74 the database cannot be written or reached.
+    """
+    return _set_disabled(name, False, db, actor)
+
+
+@users_app.command("role")
+def users_role(
+    name: str = typer.Argument(..., help="The user."),
+    role: str = typer.Option(..., "--role", help="viewer, reviewer, approver or admin."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Change a user's role.
+
+    Exit codes: 0 changed; 2 unknown user or role, the same role, or --db names no database; 4 --db is not a
+    hallo3-gate database; 74 the database cannot be written or reached.
+    """
+    from gate.users import set_role
+
+    user = set_role(_users_db(db), name, role, actor=_acting_user(actor))
+    say(f"{user.name}: role {user.role}")
+    return 0
+
+
+@users_app.command("token")
+def users_token(
+    name: str = typer.Argument(..., help="The user the token acts as."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Print a new API token for NAME, once (only its sha256 is stored): `Authorization: Bearer <token>`.
+
+    Exit codes: 0 printed; 2 unknown user or --db names no database; 4 --db is not a hallo3-gate database;
+    74 the database cannot be written or reached.
+    """
+    from gate.users import new_token
+
+    typer.echo(new_token(_users_db(db), name, actor=_acting_user(actor)))
+    return 0
+
+
+@users_app.command("revoke-tokens")
+def users_revoke_tokens(
+    name: str = typer.Argument(..., help="The user."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (default $HALLO3_GATE_USER, else OS user)."),
+) -> int:
+    """Revoke every API token of NAME.
+
+    Exit codes: 0 revoked (the count is printed); 2 unknown user or --db names no database; 4 --db is not a
+    hallo3-gate database; 74 the database cannot be written or reached.
+    """
+    from gate.users import revoke_tokens
+
+    n = revoke_tokens(_users_db(db), name, actor=_acting_user(actor))
+    say(f"{name}: {n} token{'s' if n != 1 else ''} revoked")
+    return 0
 
 
 @weights_app.command("list")
