@@ -108,6 +108,7 @@ def test_user_strings_are_escaped(client, site, run_id):
     )
     assert r.status_code == 200
     audit = client.get("/audit")
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in r.text  # the run page's ledger history
     for html in (r.text, audit.text, client.get(f"/queue?model={HOSTILE}").text):
         assert HOSTILE not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in audit.text, re.findall(r".{80}alert.{40}", audit.text)
