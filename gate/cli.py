@@ -621,9 +621,11 @@ def _users_db(db: str | None, *, create: bool = False):
 
 
 def _read_password_stdin() -> str:
-    """One line of standard input without its line break (a password is never an argument: ps shows arguments)."""
+    """One line of standard input without its line break, ``\n`` or ``\r\n`` (a password is never an argument: ps
+    shows arguments)."""
     line = sys.stdin.readline()
-    return line[:-1] if line.endswith("\n") else line
+    line = line[:-1] if line.endswith("\n") else line
+    return line[:-1] if line.endswith("\r") else line
 
 
 @users_app.command("add")
