@@ -19,7 +19,8 @@ decide a run that is no longer pending:
 
 After the commit the run's directory is settled (``gate.staging.settle``: ``review.json``, the record with its review,
 the reports re-rendered, one rename to ``released/`` or ``quarantine/``). Should that fail, the decision stands (it
-is in the ledger) and ``gate.staging.recover`` — or the next decision attempt — finishes the move.
+is in the ledger) and ``gate.staging.recover`` (run at the start of every gate run in that directory) or ``settle``
+finishes the move.
 
 Run ids from requests are checked (``gate.staging.check_run_id``) and paths are only ever built from the runs
 directory's ``Layout``; nothing a request sends is used as a path.

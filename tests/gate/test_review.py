@@ -15,6 +15,7 @@ import pytest
 from gate import review
 from gate.ledger import Ledger
 from gate.users import User, set_role
+from reports.errors import OutputError
 from reports.schema import GateRecord
 from tests.databases import db_url, pg_db_url, postgres_url  # noqa: F401
 from tests.gate.review_fixtures import SUBMITTER, PendingRun, pending_run, pending_source  # noqa: F401
@@ -320,3 +321,30 @@ def test_concurrent_approvals_release_exactly_once(pending_run):
     final = Path(run.runs_dir) / "released" / run.run_id
     assert final.is_dir() and not run.pending_dir.exists()
     assert hashlib.sha256((final / "video.mp4").read_bytes()).hexdigest() == run.video_sha256
+
+
+def test_a_failed_move_keeps_the_decision_and_can_be_finished(pending_run, monkeypatch):
+    """The directory cannot be moved (here: settle raises a disk error): the decision is committed all the same, the
+    error says so (exit 74), the run reads as released from its pending directory, and settling again finishes."""
+    from gate import staging
+
+    run = pending_run
+    _decide(run, "ana")
+    real_settle = staging.settle
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(staging, "settle", disk_full)
+    with pytest.raises(OutputError) as err:
+        _decide(run, "ben")
+    assert err.value.exit_code == 74 and "the decision is recorded" in err.value.rule
+    assert "No space left on device" in str(err.value.value)
+    assert [r[0] for r in _review_rows(run)] == ["run", "approve", "approve", "release"]
+    view = review.get_run(run.db, run.runs_dir, run.run_id)
+    assert view.state == "released" and view.directory == run.pending_dir
+    assert _refused(run, review.Conflict, "cy").http_status == 409
+    monkeypatch.setattr(staging, "settle", real_settle)
+    final = review.settle(run.db, run.runs_dir, run.run_id, Ledger(run.db).events(run.run_id), view.review, "released")
+    assert final == run.runs_dir / "released" / run.run_id and (final / "review.json").is_file()
+    assert review.get_run(run.db, run.runs_dir, run.run_id).directory == final
