@@ -10,7 +10,9 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
-from gate.ledger import Ledger, default_path
+from gate.database import is_postgres
+from gate.ledger import Ledger, Row, default_path
+from gate.staging import REVIEW_KINDS, run_state
 from provenance.verify import VerifyReport
 from reports.errors import ProvenanceError, printable
 
@@ -18,8 +20,13 @@ WHOLE_CHAIN_ROWS = 1000  # up to this many rows ledger_lookup verifies the whole
 _STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
 
 
-def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] | None:
-    """The newest ledger row whose payload matches, or None — reported only from a chain that verifies.
+def ledger_lookup(payload_hex: str, path: Path | str | None = None) -> dict[str, Any] | None:
+    """The newest ledger ``run`` row whose payload matches, or None — reported only from a chain that verifies —
+    with the run's CURRENT state (``state``: the fold of every row of the run, ``gate.staging.run_state``: a pending
+    run that people approved is released, one they rejected quarantined) and its review events (``review``: who,
+    role, reason, comment, time, row). ``decision`` stays what the gate decided in the run row.
+
+    ``path``: an SQLite ledger file, or a PostgreSQL URL (``gate.database``).
 
     The chain is recomputed before the row is returned: the whole chain when it holds at most ``WHOLE_CHAIN_ROWS``
     rows, else from the found row to the head (an edited row, or a row rewritten with its own hash recomputed,
@@ -28,8 +35,10 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
     file that is not a ledger raises ``InputError`` (exit 4).
     """
     path = path or default_path()
-    if not path.exists():
-        return None
+    if not (isinstance(path, str) and is_postgres(path)):
+        path = Path(path)
+        if not path.exists():
+            return None
     ledger = Ledger(path)
     row = ledger.find_by_payload(payload_hex)
     if row is None:
@@ -39,12 +48,13 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
     if not check.ok:
         span = "" if whole else f" from row {row.seq} to the head"
         raise ProvenanceError(
-            str(path),
+            ledger.display,
             f"ledger chain must verify{span} before its record of run {row.run_id} is reported",
             f"broken: {check.problems[0]}",
         )
+    events = ledger.events(row.run_id)
     return {
-        "ledger": str(path),
+        "ledger": ledger.display,
         "seq": row.seq,
         "run_id": row.run_id,
         "created_at": row.created_at,
@@ -53,7 +63,14 @@ def ledger_lookup(payload_hex: str, path: Path | None = None) -> dict[str, Any] 
         "output_sha256": row.output_sha256,
         "row_hash": row.row_hash,
         "record": row.record,
+        "state": run_state(events),
+        "review": [_event(r) for r in events if r.kind in REVIEW_KINDS and r.seq > row.seq],
     }
+
+
+def _event(row: Row) -> dict[str, Any]:
+    keys = ("seq", "kind", "actor", "role", "reason", "comment", "created_at", "row_hash")
+    return {k: getattr(row, k) for k in keys}
 
 
 def _e(text: object) -> str:
@@ -80,6 +97,13 @@ def verify_tree(report: VerifyReport) -> Tree:
     else:
         rec.add(_e(f"seq {report.record.get('seq')} run {report.record.get('run_id')}"))
         rec.add(_e(f"decision {report.record.get('decision')} at {report.record.get('created_at')}"))
+        if "state" in report.record:
+            rec.add(_e(f"state now {report.record['state']}"))
+        if report.record.get("review"):
+            review = rec.add("review")
+            for e in report.record["review"]:
+                said = "".join(f", {k} {e[k]}" for k in ("reason", "comment") if e.get(k))
+                review.add(_e(f"row {e['seq']} {e['kind']} by {e['actor']} ({e['role']}) at {e['created_at']}{said}"))
     for reason in report.reasons:
         root.add(f"[red]why not verified:[/] {_e(reason)}")
     return root
