@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -23,8 +24,9 @@ from gate.cli import main
 from gate.ledger import Ledger
 from gate.run import RunRequest, run
 from gate.verify_view import ledger_lookup
+from reports.errors import ExitCode, OutputError, ProvenanceError, UsageError
 from reports.hashing import sha256_file
-from reports.schema import GateRecord, ReviewRecord
+from reports.schema import GateRecord, ReviewEvent, ReviewRecord
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_POLICY = REPO / "gate" / "policies" / "offline-review.toml"
@@ -233,6 +235,46 @@ def test_verify_reports_the_current_state_and_the_review_events(flow, capsys):
     assert code == 0, shown
     assert "state now released" in shown and "approve by bob (approver)" in shown and "release by bob" in shown
     assert f"approve by {HOSTILE} (approver)" in shown  # printed literally: rich markup escaped
+
+
+def test_settle_fails_closed_and_touches_nothing(flow):
+    """A changed video is never settled (exit 5, still pending, nothing written); a wrong state or a missing run is
+    refused before anything is written."""
+    _, out, results = flow
+    layout = staging.Layout(out)
+    source = layout.pending / results["to_crash"][1]["run_id"]
+    review = GateRecord.from_json((source / "record.json").read_bytes()).review
+    at = dt.datetime.now(dt.UTC)
+    decided = [
+        ReviewEvent(seq=900 + i, kind=k, actor="ann", role="approver", at=at)
+        for i, k in enumerate(("approve", "release"))
+    ]
+    released = ReviewRecord.model_validate(
+        {**review.model_dump(), "state": "released", "events": [*review.events, *decided]}
+    )
+    copy = layout.pending / "tampered-copy"
+    shutil.copytree(source, copy)
+    try:
+        with open(copy / "video.mp4", "r+b") as fh:
+            fh.seek(-1, os.SEEK_END)
+            last = fh.read(1)
+            fh.seek(-1, os.SEEK_END)
+            fh.write(bytes([last[0] ^ 0xFF]))
+        before = {p.name: p.read_bytes() for p in copy.iterdir()}
+        with pytest.raises(ProvenanceError) as exc:
+            staging.settle(layout, "tampered-copy", released, "released")
+        assert exc.value.exit_code == ExitCode.PROVENANCE and "video.mp4" in str(exc.value)
+        assert {p.name: p.read_bytes() for p in copy.iterdir()} == before and not (
+            out / "released" / copy.name
+        ).exists()
+        with pytest.raises(UsageError, match=r"review\.state"):
+            staging.settle(layout, "tampered-copy", released, "quarantined")
+        with pytest.raises(UsageError, match="run_id"):
+            staging.settle(layout, "../escape", released, "released")
+        with pytest.raises(OutputError, match="must exist"):
+            staging.settle(layout, "no-such-run", released, "released")
+    finally:
+        shutil.rmtree(copy)
 
 
 def test_a_settle_killed_half_way_is_finished_by_recovery(flow):
