@@ -6,14 +6,31 @@ mouth opened by the speech envelope), ``still`` (negative control: the portrait 
 real Hallo3 pipeline code with tiny random weights) — through the shipped *offline* policy (AV-sync instead of
 Sync-C/Sync-D, whose SyncNet weights cannot be downloaded here; the default policy would fail closed with exit 3).
 Then it verifies the first output from disk, again after stripping its manifest (watermark → ledger), checks the
-ledger chain, and writes the model-comparison report. Everything lands under one output directory; nothing outside
-it is touched except the development signing keys (created once in the user's keys directory if absent).
+ledger chain, and writes the model-comparison report.
+
+The human step: one more ``puppet`` run goes through the *offline-review* policy (two approvals, four eyes), so it
+passes every automated check and waits in ``runs/review/pending/`` (exit 6). Two demo approvers are created in the
+demo's database (passwords in ``demo-users.txt``, mode 0600), the review service is started on a free port of
+127.0.0.1 (``hallo3-gate serve``, as a separate process: ``gate`` never imports the web app), and each approver
+approves the run through the JSON API with their own token: after the first it is still pending, after the second
+it is released.
+
+Everything lands under one output directory; nothing outside it is touched except the development signing keys
+(created once in the user's keys directory if absent).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +40,10 @@ import numpy as np
 from reports.errors import InputError, UsageError
 
 OFFLINE_POLICY = Path(__file__).resolve().parent / "policies" / "offline.toml"
+REVIEW_POLICY = Path(__file__).resolve().parent / "policies" / "offline-review.toml"
+SUBMITTER = "demo-submitter"
+APPROVERS = ("demo-approver-1", "demo-approver-2")
+SERVER_START_S = 60.0
 SPEECH = "A machine made this video. It carries a watermark and a signed manifest."  # about 5 s
 
 
@@ -34,6 +55,7 @@ class DemoResult:
     verify: dict[str, object] = field(default_factory=dict)
     ledger: dict[str, object] = field(default_factory=dict)
     comparison: dict[str, Path] = field(default_factory=dict)
+    review: dict[str, object] = field(default_factory=dict)
 
 
 def make_portrait(path: Path) -> Path:
@@ -138,9 +160,118 @@ def run_demo(
         "stripped_watermark": bare.watermark.payload_hex,
         "stripped_record": bare.record,
     }
-    rep = Ledger(ledger_path).verify()
-    result.ledger = {"path": str(ledger_path), "rows": rep.rows, "ok": rep.ok, "head": rep.head}
-
     df = load_runs([out_dir / "runs" / b for b in backends])
     result.comparison = write_comparison(build_comparison(df), out_dir / "comparison")
+
+    say("human review: a puppet run under the offline-review policy (two approvals, four eyes)")
+    outcome = run(
+        RunRequest(
+            mode="generate",
+            out_dir=out_dir / "runs" / "review",
+            portrait=inputs["portrait"],
+            audio=inputs["audio"],
+            backend="puppet",
+            seed=1,
+            policy_path=REVIEW_POLICY,
+            ledger_path=ledger_path,
+            signer=config,
+            trust_anchors_pem=anchors,
+            prompt="An astronaut talking in front of the American flag",
+            submitted_by=SUBMITTER,
+        ),
+        progress=lambda msg: say(f"  {msg}"),
+    )
+    result.review = human_review(out_dir, outcome.record.run_id, outcome.record.decision, ledger_path, say)
+
+    rep = Ledger(ledger_path).verify()  # every run, submission, approval, release and user change is a row
+    result.ledger = {"path": str(ledger_path), "rows": rep.rows, "ok": rep.ok, "head": rep.head}
     return result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _demo_users(db_locator: str, users_file: Path) -> dict[str, str]:
+    """Two approvers (created once per demo database; their passwords go to ``users_file``, mode 0600) and a fresh
+    API token for each."""
+    from gate import users
+    from gate.database import Database
+
+    db = Database.open(db_locator, create=True)
+    existing = {u.name for u in users.list_users(db)}
+    lines = []
+    for name in APPROVERS:
+        if name not in existing:
+            password = secrets.token_urlsafe(12)
+            users.add_user(db, name, "approver", password, actor="hallo3-gate demo")
+            lines.append(f"{name} {password}\n")
+    if lines:
+        fd = os.open(users_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+    return {name: users.new_token(db, name, actor="hallo3-gate demo") for name in APPROVERS}
+
+
+def _api(url: str, token: str | None = None, body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def human_review(
+    out_dir: Path, run_id: str, decision: str, ledger_path: Path, say: Callable[[str], None]
+) -> dict[str, object]:
+    """Approve the pending demo run through the review service's JSON API, as two different approvers."""
+    runs = out_dir / "runs" / "review"
+    serve_cmd = f"hallo3-gate serve --runs {runs} --db {ledger_path}"
+    info: dict[str, object] = {"run_id": run_id, "submitted": decision, "serve": serve_cmd, "states": []}
+    if decision != "pending":
+        say(f"  the review run was {decision}, not pending: no human step")
+        return info
+    tokens = _demo_users(str(ledger_path), out_dir / "demo-users.txt")
+    info["users_file"] = str(out_dir / "demo-users.txt")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "review_app.cli", "serve", "--runs", str(runs), "--db", str(ledger_path)]
+    log = open(out_dir / "serve.log", "wb")  # noqa: SIM115 - closed below, after the server stops
+    server = subprocess.Popen([*cmd, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                if _api(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise UsageError("hallo3-gate serve", "must start for the demo's review step", f"see {log.name}")
+            time.sleep(0.3)
+        say(f"  review service at {base}/ ({serve_cmd})")
+        for name, token in tokens.items():
+            body = {"decision": "approve", "reason": "meets-policy", "comment": f"demo approval by {name}"}
+            status, answer = _api(f"{base}/api/v1/runs/{run_id}/decisions", token, body)
+            state = answer.get("state") if status == 200 else f"HTTP {status}: {answer.get('detail', answer)}"
+            say(f"  POST /api/v1/runs/{run_id}/decisions as {name} (approver): {state}")
+            info["states"].append({"approver": name, "status": status, "state": state})  # type: ignore[union-attr]
+        status, answer = _api(f"{base}/api/v1/runs/{run_id}", tokens[APPROVERS[0]])
+        info["final"] = answer.get("state") if status == 200 else f"HTTP {status}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+    return info
