@@ -954,8 +954,12 @@ def demo_command(
     decide → sign → verify → record → report; then an output is verified from disk and again with its manifest
     stripped (watermark → ledger), the ledger chain is checked and a comparison report is written.
 
+    Then the human step: a puppet run under the offline-review policy waits as pending (exit 6), and two demo
+    approvers approve it through the review service's JSON API (started on a free local port) until it is released.
+
     Exit codes: 0 every step ran and the checks held (a backend's quarantine is an expected result, not a failure);
-    5 a verified output's ledger record was not found or the ledger chain is broken; 2/4 bad options or inputs.
+    5 a verified output's ledger record was not found, the ledger chain is broken, or the reviewed run was not
+    released by the two approvals; 2/4 bad options or inputs.
     """
     from pathlib import Path
 
@@ -988,11 +992,21 @@ def demo_command(
         f"  verify the stripped copy {v['stripped_file']}: manifest {v['stripped_manifest'] or 'absent'}, "
         f"watermark {v['stripped_watermark']}, ledger record {'found' if v['stripped_record'] else 'NOT found'}"
     )
+    rv = result.review
+    say(f"  human review of run {rv.get('run_id')}: submitted {rv.get('submitted')}")
+    for step in rv.get("states", []):  # type: ignore[union-attr]
+        say(f"      approved by {step['approver']} through the API → {step['state']}")
+    say(f"      now {rv.get('final', rv.get('submitted'))}; demo users and passwords: {rv.get('users_file', '-')}")
+    say(
+        f"  serve the reviewer app on it: {PROG} serve --runs {Path(out) / 'runs' / 'review'} --db {Path(out) / 'ledger.sqlite'}"
+    )
+    say("      then open http://127.0.0.1:8000/ (log in as a demo approver) or http://127.0.0.1:8000/detect")
     led = result.ledger
     say(f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}")
     for kind, p in result.comparison.items():
         say(f"  comparison {kind}: {p}")
     ok = bool(led["ok"]) and v["record"] is not None and v["stripped_record"] is not None
+    ok = ok and rv.get("final") == "released"  # the human step ran: two approvals through the API released it
     return 0 if ok else int(ExitCode.PROVENANCE)
 
 
