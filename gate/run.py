@@ -15,8 +15,10 @@ fails a check is quarantined at once, as without ``[review]``. The submitter is 
 The order of a run, and what a failure at each point leaves:
 
 1. ``prepare``: the policy, every input (portrait decoded, audio decoded, the reviewed video decoded in full, FVD
-   reference loaded, baseline records read), the signing credentials, the ledger (if it exists) and ``--out`` are
-   checked.
+   reference loaded, baseline records read), the signing credentials, the ledger and ``--out`` are checked. The
+   ledger is a locator (``gate.database``): an SQLite file — if it exists it must be a hallo3-gate ledger, if not its
+   directory must let it be created — or a PostgreSQL URL: the database is opened read-only, so it must answer
+   (else 74, naming the URL without its password) and be a hallo3-gate database or an empty one (else 4).
    Nothing has been written: an error here (exit 2/4/5, or 74 for an output place that cannot be written) leaves
    no directory and no ledger behind.
 2. The output directories are created; interrupted runs are finished or rolled back (``gate.staging.recover``);
@@ -24,12 +26,16 @@ The order of a run, and what a failure at each point leaves:
 3. In staging: the watermarked video, measurement, decision, the signed manifest verified from disk, then the record
    and every report (record.json, report.html, junit.xml, summary.md, report.pdf). Any failure up to here rolls the
    run back: its staging directory is removed, nothing is recorded or released.
-4. The ledger (created now if it does not exist) gets the run's row, one SQLite transaction: the commit point. A
-   run rolled back before it removes its staging directory and the output directories it created, if empty.
+4. The ledger (created now if it does not exist) gets the run's row, one transaction (serialised against every
+   other writer, on SQLite and PostgreSQL alike): the commit point. A run rolled back before it removes its staging
+   directory and the output directories it created, if empty.
 5. ``record.json`` gets its ledger entry (one small write), and one atomic rename makes the staging directory
    ``released/<run_id>`` or ``quarantine/<run_id>``. A failure here (disk full, a kill) leaves a recorded run in
    staging: the next run in the same ``out_dir`` publishes it (recovery does only step 5's small write and
    rename), and this run exits 74 naming the path — never with a verdict.
+
+Nothing written to disk names a PostgreSQL password: the staging marker and the record's ``ledger.path`` hold the
+URL without it (``gate.staging.marker_ledger``, ``Ledger.display``).
 
 So a row that says "released" exists only for a video that is in ``released/`` once recovery has run, a video is
 never in ``released/`` without its record and reports, and the ledger only ever holds complete rows.
@@ -58,7 +64,8 @@ import numpy as np
 
 from gate import media
 from gate import policy as policy_mod
-from gate.ledger import Ledger, default_path
+from gate.database import is_postgres, sqlite_path
+from gate.ledger import Ledger
 from gate.measure import MeasureOutcome, measure_candidate
 from gate.staging import (
     VIDEO_NAME,
@@ -67,6 +74,8 @@ from gate.staging import (
     check_run_id,
     complete_record,
     discard,
+    existing_ledger,
+    ledger_locator,
     make_layout,
     nearest_existing,
     new_staging,
@@ -119,7 +128,8 @@ class RunRequest:
     steps: int | None = None
     sampler: str | None = None  # generate mode, Hallo3 backends: None = the official sampler
     policy_path: Path | None = None
-    ledger_path: Path | None = None
+    # the ledger's locator: an SQLite file or a PostgreSQL URL (gate.database); may hold a password: not in repr
+    ledger_path: str | Path | None = field(default=None, repr=False)
     signer: SignerConfig | None = None
     trust_anchors_pem: bytes | None = None
     crf: int = 18
@@ -160,7 +170,7 @@ class RunInputs:
     fvd_reference: Path | None
     baseline: dict[str, float] | None  # means of the baseline run's metrics, when regression limits apply
     layout: Layout
-    ledger_path: Path
+    ledger_path: str = field(repr=False)  # the ledger's locator (SQLite path or PostgreSQL URL; may hold a password)
     kill_at: str | None  # the test hook's stage, if set
     submitted_by: str  # the submitter: the ledger row's actor
 
@@ -316,14 +326,19 @@ def _check_generator(req: RunRequest) -> None:
             raise UsageError("--model", "must be a directory", str(req.model_dir))
 
 
-def _check_ledger(path: Path) -> None:
-    """An existing ledger must be one (read-only check); an absent one must be creatable later."""
-    if os.path.lexists(path):
-        Ledger(path)
-        return
+def _check_ledger(locator: str) -> Ledger | None:
+    """The ledger, checked read-only (nothing is written); None where it holds nothing yet.
+
+    SQLite: an existing file must be a hallo3-gate ledger; an absent one must be creatable later. PostgreSQL: the
+    database must answer and be a hallo3-gate database, or one without its tables (created by the first append)."""
+    found = existing_ledger(locator)
+    if found is not None or is_postgres(locator):
+        return found
+    path = sqlite_path(locator)
     parent = nearest_existing(path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(str(path), "a new ledger must be creatable here", f"{parent} is not writable")
+    return None
 
 
 def submitter(name: str | None) -> str:
@@ -361,9 +376,9 @@ def prepare(req: RunRequest) -> RunInputs:
         ingredient_mime(ingredient)
     fvd_reference = _fvd_reference(req, pol)
     baseline = _baseline(req, pol)
-    ledger_path = Path(req.ledger_path) if req.ledger_path is not None else default_path()
-    _check_ledger(ledger_path)
-    if req.run_id is not None and os.path.lexists(ledger_path) and Ledger(ledger_path).find_by_run(run_id):
+    ledger_path = ledger_locator(req.ledger_path)
+    ledger = _check_ledger(ledger_path)
+    if req.run_id is not None and ledger is not None and ledger.find_by_run(run_id):
         raise UsageError("run_id", "must be new: the ledger already records a run with this id", run_id)
     layout = check_layout(Path(req.out_dir))
     signer = load_signer(req.signer or SignerConfig.from_env())
@@ -451,15 +466,16 @@ def _work_and_record(inputs: RunInputs, staging: Path, timer: _Timer, say: Progr
     return ledger, record.decision
 
 
-def _has_row(ledger_path: Path, run_id: str) -> bool:
+def _has_row(ledger_path: str, run_id: str) -> bool:
     """Whether the run's ledger row exists — True also when the ledger cannot be read, so nothing is undone then."""
     try:
-        return os.path.lexists(ledger_path) and Ledger(ledger_path).find_by_run(run_id) is not None
+        ledger = existing_ledger(ledger_path)
+        return ledger is not None and ledger.find_by_run(run_id) is not None
     except Hallo3Error:
         return True
 
 
-def _roll_back(ledger_path: Path, run_id: str, staging: Path) -> bool:
+def _roll_back(ledger_path: str, run_id: str, staging: Path) -> bool:
     """Remove the staging directory of a run that has no ledger row; True if it was rolled back. With a row (the
     append committed before the failure), or if the ledger cannot be read, the directory stays for recovery."""
     if _has_row(ledger_path, run_id):
@@ -475,8 +491,8 @@ def _publish(inputs: RunInputs, ledger: Ledger, staging: Path, final: Path, deci
     try:
         row = ledger.find_by_run(inputs.run_id)
         if row is None:  # cannot happen after a committed append; refuse rather than publish unrecorded
-            raise OutputError(str(ledger.path), "the run's ledger row must be readable after the append", "none")
-        record = complete_record(staging, row, ledger.path)
+            raise OutputError(ledger.display, "the run's ledger row must be readable after the append", "none")
+        record = complete_record(staging, row, ledger.display)
         _kill_point(inputs, "mid_publish")
         publish(staging, final)
     except (OSError, Hallo3Error) as exc:

@@ -8,7 +8,8 @@ Layout::
     quarantine/<run_id>/       what did not (it carries watermark and manifest too)
 
 Ownership: a run creates its staging directory under the hidden name ``.new-<run_id>``, creates the marker file
-``.hallo3-gate-run`` in it (JSON naming the run id and the ledger the run records into), takes an exclusive
+``.hallo3-gate-run`` in it (JSON naming the run id and the ledger the run records into: ``marker_ledger``, an SQLite
+file's absolute path or a PostgreSQL URL without its password — never a secret on disk), takes an exclusive
 ``flock`` on the marker, and only then renames the directory to ``staging/<run_id>``. The lock lives as long as the
 run's process (the kernel drops it when the process dies).
 
@@ -18,7 +19,8 @@ only when all of these hold, and leaves everything else exactly as it is:
 * it is a directory itself (``lstat``; a symlink is never followed, whatever it points to);
 * its name is a run id, or ``.new-`` and a run id;
 * its marker is a regular file (opened with ``O_NOFOLLOW`` relative to the directory) naming that run id and the
-  ledger this run uses;
+  ledger this run uses (``same_ledger``: the same SQLite file, or the same PostgreSQL URL once passwords are
+  removed);
 * its lock can be taken (no live run holds it).
 
 Such a directory is finished or rolled back deterministically: no ledger row for its run → it is removed (the video
@@ -52,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gate.database import display_url, is_postgres, resolve, sqlite_path
 from gate.ledger import Ledger, Row
 from reports import schema as S
 from reports.atomic import file_kind, fsync_directory, write_text_atomic
@@ -112,6 +115,47 @@ class Layout:
         if decision == "pending":
             return self.pending / run_id
         return self.quarantine / run_id
+
+
+# --- the ledger a run records into: a locator (an SQLite file, or a PostgreSQL URL) ----------------------------------
+
+
+def ledger_locator(ledger: str | os.PathLike[str] | None) -> str:
+    """The locator of the ledger (``gate.database.resolve``): the argument, else ``$HALLO3_GATE_DB``, else
+    ``$HALLO3_GATE_LEDGER``, else the default SQLite file."""
+    return resolve(ledger)
+
+
+def marker_ledger(ledger: str | os.PathLike[str]) -> str:
+    """How a staging marker and a record name the ledger: an SQLite file's absolute path; a PostgreSQL URL without
+    its password (``gate.database.display_url``) — so nothing written to disk holds a secret."""
+    locator = os.fspath(ledger)
+    if is_postgres(locator):
+        return display_url(locator)
+    return str(sqlite_path(locator).absolute())
+
+
+def same_ledger(named: str | os.PathLike[str], ledger: str | os.PathLike[str]) -> bool:
+    """Whether ``named`` (from a marker or a record) is the ledger ``ledger``: the same SQLite file (or the same
+    absolute path when one does not exist), or PostgreSQL URLs equal once their passwords are removed."""
+    a, b = os.fspath(named), os.fspath(ledger)
+    if is_postgres(a) or is_postgres(b):
+        return is_postgres(a) and is_postgres(b) and display_url(a) == display_url(b)
+    return _same_file(sqlite_path(a), sqlite_path(b))
+
+
+def existing_ledger(ledger: str | os.PathLike[str]) -> Ledger | None:
+    """The ledger, opened read-only, or None where it holds nothing yet: no SQLite file, or a PostgreSQL database
+    without the hallo3-gate tables (both are created by the first append). Writes nothing. Raises what
+    ``Database.open`` raises otherwise: not a hallo3-gate database → ``InputError`` (4); unreachable or unreadable →
+    ``OutputError`` (74, naming a PostgreSQL URL without its password)."""
+    locator = os.fspath(ledger)
+    if not is_postgres(locator):
+        return Ledger(locator) if os.path.lexists(sqlite_path(locator)) else None
+    try:
+        return Ledger(locator)
+    except UsageError:  # connected, but no hallo3-gate tables yet (the only UsageError of opening PostgreSQL)
+        return None
 
 
 # --- before anything is written -------------------------------------------------------------------------------------
@@ -197,12 +241,12 @@ def remove_if_empty(created: list[Path]) -> None:
 # --- a run's own staging directory ----------------------------------------------------------------------------------
 
 
-def _marker_text(run_id: str, ledger_path: Path) -> str:
-    return json.dumps({"run_id": run_id, "ledger": str(Path(ledger_path).absolute())}, sort_keys=True) + "\n"
+def _marker_text(run_id: str, ledger: str | os.PathLike[str]) -> str:
+    return json.dumps({"run_id": run_id, "ledger": marker_ledger(ledger)}, sort_keys=True) + "\n"
 
 
 @contextlib.contextmanager
-def new_staging(layout: Layout, run_id: str, ledger_path: Path) -> Iterator[Path]:
+def new_staging(layout: Layout, run_id: str, ledger: str | os.PathLike[str]) -> Iterator[Path]:
     """Create ``staging/<run_id>`` marked as this run's and locked; hold the lock while the run works in it.
 
     The directory is made under a hidden name, marked and locked, then renamed into place, so recovery never sees
@@ -219,7 +263,7 @@ def new_staging(layout: Layout, run_id: str, ledger_path: Path) -> Iterator[Path
     try:
         fd = os.open(hidden / MARKER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, _marker_text(run_id, ledger_path).encode())
+        os.write(fd, _marker_text(run_id, ledger).encode())
         os.fsync(fd)
         os.rename(hidden, staging)
     except BaseException as exc:
@@ -258,8 +302,10 @@ def publish(staging: Path, final: Path) -> None:
     fsync_directory(staging.parent)
 
 
-def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
+def complete_record(staging: Path, row: Row, ledger_name: str | os.PathLike[str]) -> S.GateRecord:
     """The run's record with its ledger entry, as ``record.json`` in ``staging`` (written only if it differs).
+    ``ledger_name`` is the ledger as the record names it: ``Ledger.display`` (an SQLite path; a PostgreSQL URL
+    without its password).
 
     The record comes from the ledger row itself, so a run and a later recovery write the same bytes. A pending run's
     review gets the row as its submission event (the record was written before the row existed)."""
@@ -269,7 +315,7 @@ def complete_record(staging: Path, row: Row, ledger_path: Path) -> S.GateRecord:
         review = record.review.model_copy(update={"events": [submission, *record.review.events[1:]]})
         record = S.GateRecord.model_validate({**record.model_dump(), "review": review.model_dump()})
     record = record.with_ledger(
-        S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=str(ledger_path))
+        S.LedgerRecord(seq=row.seq, row_hash=row.row_hash, prev_hash=row.prev_hash, path=os.fspath(ledger_name))
     )
     text = record.to_json()
     target = staging / RECORD_NAME
@@ -442,13 +488,14 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def recover(layout: Layout, ledger_path: Path) -> list[str]:
+def recover(layout: Layout, ledger_path: str | os.PathLike[str]) -> list[str]:
     """Finish or roll back the staging directories of runs that died; returns a line per directory handled.
 
-    ``ledger_path`` is the ledger this run records into; a ledger that does not exist yet holds no row (so a marked
-    directory of a run that named it is rolled back)."""
+    ``ledger_path`` is the locator of the ledger this run records into (an SQLite file or a PostgreSQL URL); a ledger
+    that does not exist yet (``existing_ledger``) holds no row, so a marked directory of a run that named it is
+    rolled back."""
     notes: list[str] = []
-    ledger = Ledger(ledger_path) if os.path.lexists(ledger_path) else None
+    ledger = existing_ledger(ledger_path)
     try:
         entries = sorted(os.scandir(layout.staging), key=lambda e: e.name)
     except FileNotFoundError:
@@ -462,7 +509,7 @@ def recover(layout: Layout, ledger_path: Path) -> list[str]:
     return notes + _recover_pending(layout, ledger_path, ledger)
 
 
-def _recover_pending(layout: Layout, ledger_path: Path, ledger: Ledger | None) -> list[str]:
+def _recover_pending(layout: Layout, ledger_path: str | os.PathLike[str], ledger: Ledger | None) -> list[str]:
     """Settle the pending directories whose run the ledger says is released or quarantined (a settle that died, or
     people decided while no settle could run); the others stay pending."""
     if ledger is None:
@@ -487,19 +534,21 @@ def _recover_pending(layout: Layout, ledger_path: Path, ledger: Ledger | None) -
     return notes
 
 
-def _settle_if_decided(layout: Layout, ledger_path: Path, ledger: Ledger, run_id: str) -> str | None:
+def _settle_if_decided(layout: Layout, ledger_path: str | os.PathLike[str], ledger: Ledger, run_id: str) -> str | None:
     rows = ledger.events(run_id)
     state = run_state(rows)
     if state not in ("released", "quarantined"):
         return None  # still pending, or a run this ledger does not know
     record = S.GateRecord.from_json((layout.pending / run_id / RECORD_NAME).read_bytes())
-    if record.ledger is None or record.review is None or not _same_file(str(record.ledger.path), ledger_path):
+    if record.ledger is None or record.review is None or not same_ledger(str(record.ledger.path), ledger_path):
         return f"{run_id}: left pending (its record names another ledger, or no review)"
     final = settle(layout, run_id, review_from_rows(record.review, rows), state)
     return f"{run_id}: finished a reviewed run ({state}: {final / VIDEO_NAME})"
 
 
-def _recover_entry(layout: Layout, ledger_path: Path, ledger: Ledger | None, entry: os.DirEntry[str]) -> str | None:
+def _recover_entry(
+    layout: Layout, ledger_path: str | os.PathLike[str], ledger: Ledger | None, entry: os.DirEntry[str]
+) -> str | None:
     name = entry.name
     run_id = name.removeprefix(NEW_PREFIX)
     try:
@@ -516,7 +565,7 @@ def _recover_entry(layout: Layout, ledger_path: Path, ledger: Ledger | None, ent
         try:
             if marker["run_id"] != run_id or os.fstat(dir_fd).st_ino != os.lstat(entry.path).st_ino:
                 return None  # marked for another name, or renamed away (published) since it was listed
-            if not _same_file(marker["ledger"], ledger_path):
+            if not same_ledger(marker["ledger"], ledger_path):
                 return f"{name}: left in place (its run records into another ledger: {marker['ledger']})"
             return _finish_or_roll_back(layout, ledger, Path(entry.path), run_id, hidden=name != run_id)
         except (OSError, Hallo3Error) as exc:
@@ -543,7 +592,7 @@ def _finish_or_roll_back(layout: Layout, ledger: Ledger | None, d: Path, run_id:
     for leftover in d.glob(".*.part"):  # a temporary file of an atomic write the killed run never finished
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
-    record = complete_record(d, row, ledger.path)
+    record = complete_record(d, row, ledger.display)
     if any(not (d / n).is_file() for n in REPORT_FILES.values()):
         write_reports(record, d, step_summary=False)  # only if one was removed by hand: bounded by the policy cap
     publish(d, final)

@@ -10,8 +10,8 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
-from gate.database import is_postgres
-from gate.ledger import Ledger, Row, default_path
+from gate.database import is_postgres, resolve, sqlite_path
+from gate.ledger import Ledger, Row
 from gate.staging import REVIEW_KINDS, run_state
 from provenance.verify import VerifyReport
 from reports.errors import ProvenanceError, printable
@@ -26,7 +26,8 @@ def ledger_lookup(payload_hex: str, path: Path | str | None = None) -> dict[str,
     run that people approved is released, one they rejected quarantined) and its review events (``review``: who,
     role, reason, comment, time, row). ``decision`` stays what the gate decided in the run row.
 
-    ``path``: an SQLite ledger file, or a PostgreSQL URL (``gate.database``).
+    ``path``: the ledger's locator (``gate.database.resolve``: an SQLite file, or a PostgreSQL URL; None → the
+    default).
 
     The chain is recomputed before the row is returned: the whole chain when it holds at most ``WHOLE_CHAIN_ROWS``
     rows, else from the found row to the head (an edited row, or a row rewritten with its own hash recomputed,
@@ -34,12 +35,10 @@ def ledger_lookup(payload_hex: str, path: Path | str | None = None) -> dict[str,
     first bad row: the record's claim cannot be proven. Never creates a ledger that does not exist (None then); a
     file that is not a ledger raises ``InputError`` (exit 4).
     """
-    path = path or default_path()
-    if not (isinstance(path, str) and is_postgres(path)):
-        path = Path(path)
-        if not path.exists():
-            return None
-    ledger = Ledger(path)
+    locator = resolve(path)
+    if not is_postgres(locator) and not sqlite_path(locator).exists():
+        return None
+    ledger = Ledger(locator)
     row = ledger.find_by_payload(payload_hex)
     if row is None:
         return None
