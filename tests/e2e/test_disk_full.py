@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from gate import database as database_mod
 from gate import ledger as ledger_mod
 from gate.cli import main
 from gate.ledger import Ledger
@@ -86,16 +87,18 @@ class WriteFaults:
 
         mp.setattr(builtins, "open", open_)
         mp.setattr(io, "open", open_)
-        real_next = ledger_mod.Ledger._next_row
+        real_execute = database_mod.Tx.execute
 
-        def next_row(con, **values):
-            self.events.append("ledger append")
-            if len(self.events) - 1 == self.fail_at:
-                self.fired = self.events[-1]
-                raise sqlite3.OperationalError("database or disk is full")
-            return real_next(con, **values)
+        def execute(tx, sql, params=()):  # the row's INSERT fails inside the write transaction, as SQLite's ENOSPC does
+            if sql.lstrip().startswith("INSERT INTO ledger"):
+                self.events.append("ledger append")
+                if len(self.events) - 1 == self.fail_at:
+                    self.fired = self.events[-1]
+                    with tx.db._errors("ledger must be writable"):  # the database's own mapping of SQLite errors
+                        raise sqlite3.OperationalError("database or disk is full")
+            return real_execute(tx, sql, params)
 
-        mp.setattr(ledger_mod.Ledger, "_next_row", staticmethod(next_row))
+        mp.setattr(database_mod.Tx, "execute", execute)
 
 
 def _review(gate_env, root: Path) -> list[str]:
