@@ -10,6 +10,7 @@ an HTML page elsewhere (a page request without a valid session is sent to the lo
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from review_app.settings import Settings
 if TYPE_CHECKING:
     from gate.database import Database
 
+log = logging.getLogger("hallo3_gate.review")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -115,6 +117,23 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     return error_page(request, status, exc.one_line())
 
 
+def finish_interrupted(settings: Settings) -> list[str]:
+    """At startup, finish what a decision or a gate run left half done in the runs directory — the same recovery a
+    gate run does (``gate.staging.recover``): a pending run whose ledger state is final is moved into place, a
+    staging directory of a dead run is published or rolled back; only directories the gate marked as its own, for
+    this database. A runs directory that cannot be written is logged, never fatal (the service can still read)."""
+    from gate.staging import Layout, recover
+
+    try:
+        notes = recover(Layout(settings.runs_dir), settings.db)
+    except Hallo3Error as exc:
+        log.warning("hallo3-gate review: could not finish interrupted runs: %s", exc.one_line())
+        return []
+    for note in notes:
+        log.info("hallo3-gate review: %s", note)
+    return notes
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The application for ``settings``: the database is opened at startup (a bad locator fails there, with the
     gate's one-line error) and closed at shutdown."""
@@ -124,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         with app.state.db_lock:
             if app.state.db is None:
                 app.state.db = _open_db(settings)
+        finish_interrupted(settings)
         try:
             yield
         finally:
