@@ -7,6 +7,7 @@ use, so a viewer never sees approve/reject.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gate import review
+from gate.policy import BACKEND_THRESHOLD, BOUNDS
 from gate.staging import VIDEO_NAME
 from gate.users import NotFound
 from reports.hashing import sha256_file
@@ -68,20 +70,45 @@ def checks(record: dict[str, Any]) -> tuple[Check, ...]:
     rules = ((record.get("policy") or {}).get("content") or {}).get("checks") or {}
     out = []
     for c in record.get("checks") or []:
-        why = (rules.get(c["name"]) or {}).get("why", "") if isinstance(rules, dict) else ""
+        table, bound = _policy_bound(rules if isinstance(rules, dict) else {}, c["name"])
+        shown = f"|{c['metric']}|" if bound == "abs_max" else c["metric"]
+        why = [str(table["why"])] if table.get("why") else []
+        if bound and table.get(bound) == BACKEND_THRESHOLD:
+            why.append(f'threshold: the identity backend\'s own same-person value (policy: {bound} = "backend")')
         out.append(
             Check(
                 name=c["name"],
                 metric=c["metric"],
-                rule=f"{c['metric']} {c['op']} {c['threshold']}",
+                rule=f"{shown} {c['op']} {_number(c['threshold'])}",
                 value=c.get("value"),
                 outcome=c["outcome"],
                 required=bool(c.get("required", True)),
                 message=c.get("message") or "",
-                why=str(why),
+                why=" · ".join(why),
             )
         )
     return tuple(out)
+
+
+def _policy_bound(rules: dict[str, Any], name: str) -> tuple[dict[str, Any], str | None]:
+    """The policy table behind check ``name`` and which of its bounds the check is: a check is named after its table
+    when the table has one bound, else ``<table>.<bound>`` (``gate.policy``)."""
+    table = rules.get(name)
+    if isinstance(table, dict):
+        bounds = [b for b in BOUNDS if b in table]
+        return table, bounds[0] if len(bounds) == 1 else None
+    base, _, bound = name.rpartition(".")
+    table = rules.get(base)
+    if isinstance(table, dict) and bound in BOUNDS:
+        return table, bound
+    return {}, None
+
+
+def _number(value: Any) -> str:
+    """A threshold as people write it: 256, 0.12, 3 (not 256.0, 3.0)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def manifest_tree(record: dict[str, Any]) -> Node:

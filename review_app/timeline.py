@@ -5,6 +5,11 @@ AV-sync ...) and the watermark's ``bit_accuracy_per_frame``; identity first, the
 the rest by name. x is the video frame (so every timeline shares the video's time axis and the cursor), y the value;
 a frame where the quantity could not be computed (``None``) breaks the line and is marked on the baseline. The
 policy's thresholds on that metric are drawn as dashed lines. The template only writes numbers computed here.
+
+A series whose positions in the video the record does not state — the watermark decoder reads a subset of the frames
+(``frames_decoded`` of ``frames_embedded``) but records its values as consecutive samples — is not drawn as if it
+were frames 0..n-1 (that would pack it into the start of the clip): its samples are spread evenly over the clip's
+width and the caption says that their frame positions are approximate (``exact`` False).
 """
 
 from __future__ import annotations
@@ -39,6 +44,20 @@ class Timeline:
     y_max: float
     measured: int
     total: int
+    frames: int  # frames of the video the x axis spans
+    exact: bool = True  # False: x positions are spread evenly, the record does not say which frames were sampled
+
+    @property
+    def caption(self) -> str:
+        """How much of the clip the series covers, in words."""
+        if not self.exact:
+            missing = f"{self.measured} of {self.total} samples measured · " if self.measured < self.total else ""
+            return (
+                f"{missing}{self.total} of {self.frames} frames decoded, drawn evenly spread"
+                " (the record does not say which frames)"
+            )
+        unit = "frames" if self.total == self.frames else "samples"
+        return f"{self.measured} of {self.total} {unit} measured"
 
 
 def timelines(record: dict[str, Any]) -> list[Timeline]:
@@ -56,10 +75,21 @@ def timelines(record: dict[str, Any]) -> list[Timeline]:
                 if c.get("metric") == m.get("name") and _is_number(c.get("threshold"))
             ]
             found.append(_timeline(m["name"], m["name"], series, frames, rules))
-    bits = (record.get("watermark") or {}).get("bit_accuracy_per_frame")
+    wm = record.get("watermark") or {}
+    bits = wm.get("bit_accuracy_per_frame")
     if bits and bits.get("values"):
-        found.append(_timeline("watermark", "watermark bit accuracy", bits, frames, [], fixed=(0.0, 1.0)))
+        spread = _sampled_subset(bits, frames)
+        found.append(
+            _timeline("watermark", "watermark bit accuracy", bits, frames, [], fixed=(0.0, 1.0), spread=spread)
+        )
     return sorted(found, key=_rank)
+
+
+def _sampled_subset(series: dict[str, Any], frames: int | None) -> bool:
+    """True when ``series`` holds fewer values than the video has frames, one per sample, at no stated stride."""
+    n = len(series["values"])
+    stride = int(series.get("stride") or 1)
+    return frames is not None and stride == 1 and not series.get("start_frame") and n < frames
 
 
 def _rank(t: Timeline) -> tuple[int, str]:
@@ -76,12 +106,15 @@ def _timeline(
     frames: int | None,
     rules: list[tuple[str, float]],
     fixed: tuple[float, float] | None = None,
+    spread: bool = False,
 ) -> Timeline:
     values: list[float | None] = [None if v is None else float(v) for v in series["values"]]
     start = int(series.get("start_frame") or 0)
     stride = max(1, int(series.get("stride") or 1))
     indices = [start + i * stride for i in range(len(values))]
     total = frames or (indices[-1] + 1)
+    if spread:  # sample i at the start of its equal share of the clip (the caption says the positions are approximate)
+        indices = [i * total // len(values) for i in range(len(values))]
     measured = [v for v in values if v is not None and math.isfinite(v)]
     lo, hi = fixed or _range(measured + [y for _, y in rules])
 
@@ -117,6 +150,8 @@ def _timeline(
         y_max=hi,
         measured=len(measured),
         total=len(values),
+        frames=total,
+        exact=not spread,
     )
 
 
