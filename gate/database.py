@@ -350,7 +350,9 @@ class Database:
         return _layout(where, cols, tables, version)
 
     def _open_postgres(self, create: bool) -> None:
-        with self._pg_connection() as con, self._errors():
+        # one snapshot for both catalog queries (REPEATABLE READ): under READ COMMITTED each query sees its own
+        # snapshot, and a creator committing between them showed a ledger table without its sibling tables
+        with self._pg_connection(autocommit=False, read_only=True) as con, self._errors():
             tables, cols = _pg_layout_facts(con)
         if not cols and not (tables & set(TABLES)):
             if not create:
@@ -361,7 +363,7 @@ class Database:
                 if not cols and not (tables & set(TABLES)):
                     for stmt in schema_statements("postgresql"):
                         con.execute(stmt)
-            with self._pg_connection() as con, self._errors():
+            with self._pg_connection(autocommit=False, read_only=True) as con, self._errors():
                 tables, cols = _pg_layout_facts(con)
         version = None
         if "meta" in tables:

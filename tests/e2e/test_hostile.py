@@ -1003,6 +1003,7 @@ def test_exit_codes_are_the_contract():
         "NOT_MEASURED": NOT_MEASURED,
         "INPUT": INPUT,
         "PROVENANCE": PROVENANCE,
+        "AWAITING_REVIEW": 6,  # every automated check passed; people must approve (policy [review])
         "INTERNAL": INTERNAL,
         "IO": IO,
         "INTERRUPTED": 130,  # Ctrl-C: 128 + SIGINT
