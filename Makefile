@@ -19,7 +19,7 @@ APT_PACKAGES := ffmpeg espeak-ng sox chromium poppler-utils libgl1 libglib2.0-0 
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: install lock system-deps test lint demo bench clean
+.PHONY: install lock system-deps test test-slow lint demo bench clean
 
 ## system-deps: Debian packages (ffmpeg, espeak-ng, chromium, poppler, pango for WeasyPrint ...)
 system-deps:
@@ -72,9 +72,17 @@ lint: install
 # One BLAS/OpenMP thread per pytest worker: two workers on two cores, no oversubscription.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
+# `make test`: ruff + every test not marked slow or browser (a few minutes on 2 cores); `make test-slow`: the slow ones
+# (crash kills at every stage, a full disk at every write, PostgreSQL with concurrent gate runs, the Chromium tests).
+# CI (.ci/run) runs both.
+FAST := not slow and not browser
+
 test: install
 	$(PY) -m ruff check .
-	$(THREADS) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(THREADS) $(PY) -m pytest -n 2 -m "$(FAST)" $(PYTEST_ARGS)
+
+test-slow: install
+	$(THREADS) $(PY) -m pytest -n 2 -m "not ($(FAST))" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks

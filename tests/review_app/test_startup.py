@@ -16,6 +16,7 @@ from tests.gate.review_fixtures import pending_run, pending_source  # noqa: F401
 db_url = databases.db_url
 
 
+@pytest.mark.slow  # one more real gate run (~30 s)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_startup_moves_a_decided_run_into_place(pending_run, monkeypatch):  # noqa: F811
     run_id = pending_run.another(monkeypatch)  # recorded in this test's own database (a copy's record names another)
