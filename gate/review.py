@@ -5,7 +5,10 @@ A run whose policy has a ``[review]`` table and that passed every automated chec
 
 * ``approve`` (decision ``pending``) — by an approver or admin; the approval that completes the policy's
   ``required_approvals`` is followed, in the SAME transaction, by a ``release`` row (decision ``released``);
-* ``reject`` (decision ``quarantined``) — by a reviewer, approver or admin.
+* ``reject`` (decision ``quarantined``) — by a reviewer, approver or admin;
+* ``comment`` (decision ``pending``: the state it was written in) — a note by a reviewer, approver or admin while the
+  run is pending, optionally pinned to a frame of the video (``record_json`` = ``{"run_id", "frame"}``). A comment
+  decides nothing: it is no approval, changes no state, and the state fold ignores it.
 
 The state of a run is the fold of its ledger rows (``reports.schema.review_state``); it is never kept anywhere else.
 The four-eyes rule and the state are checked inside the write transaction that appends the row (serialised against
@@ -67,7 +70,9 @@ __all__ = [
     "RunView",
     "ServiceError",
     "allowed_decisions",
+    "can_comment",
     "claim",
+    "comment",
     "decide",
     "get_run",
     "list_runs",
@@ -78,12 +83,14 @@ __all__ = [
 RunState = Literal["pending", "released", "quarantined"]
 STATES: tuple[str, ...] = ("pending", "released", "quarantined")
 DECISIONS = ("approve", "reject")
-REVIEW_KINDS = ("run", "approve", "reject", "release")
+REVIEW_KINDS = ("run", "approve", "reject", "release", "comment")
 SORTS = ("age", "newest", "model", "submitter", "advisories")
 MAX_COMMENT = 2000
 MAX_PER_PAGE = 200
 CLAIM_TTL_S = 30 * 60
 _EVENT_COLUMNS = "seq, kind, run_id, created_at, decision, actor, role, reason, comment, row_hash"
+# a comment row's details (its frame) are in its record_json; other rows' (the run's whole record) are not read here
+_NOTE_COLUMN = "CASE WHEN kind = 'comment' THEN record_json ELSE NULL END AS note_json"
 
 
 # --- values ----------------------------------------------------------------------------------------------------------
@@ -165,11 +172,23 @@ def _checked_run_id(run_id: str) -> str:
 
 
 def _events(tx, run_id: str) -> list[dict[str, Any]]:
-    return tx.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM ledger WHERE run_id = ? AND kind IN ('run', 'approve', 'reject', 'release') "
-        "ORDER BY seq",
+    """A run's review rows by seq (dicts of ``_EVENT_COLUMNS`` plus ``frame``: a comment's pinned frame, else None)."""
+    rows = tx.execute(
+        f"SELECT {_EVENT_COLUMNS}, {_NOTE_COLUMN} FROM ledger WHERE run_id = ? "
+        "AND kind IN ('run', 'approve', 'reject', 'release', 'comment') ORDER BY seq",
         (run_id,),
     )
+    for r in rows:
+        r["frame"] = _frame_of(r.pop("note_json", None))
+    return rows
+
+
+def _frame_of(note_json: str | None) -> int | None:
+    """The frame a comment row's ``record_json`` pins it to (None: not pinned, or not a comment)."""
+    if not note_json:
+        return None
+    frame = json.loads(note_json).get("frame")
+    return frame if isinstance(frame, int) and not isinstance(frame, bool) else None
 
 
 def state_of(events: Iterable[Mapping[str, Any]]) -> RunState:
@@ -221,6 +240,7 @@ def review_record(events: Iterable[Any], review_policy: Any) -> S.ReviewRecord:
             comment=r["comment"],
             at=r["created_at"],
             row_hash=r["row_hash"],
+            frame=r.get("frame") if r["kind"] == "comment" else None,
         )
         for r in rows
         if r["kind"] in REVIEW_KINDS
@@ -238,7 +258,9 @@ def review_record(events: Iterable[Any], review_policy: Any) -> S.ReviewRecord:
 def _as_dict(event: Any) -> dict[str, Any]:
     if isinstance(event, Mapping):
         return dict(event)
-    return {k: getattr(event, k, None) for k in _EVENT_COLUMNS.split(", ")}
+    row = {k: getattr(event, k, None) for k in _EVENT_COLUMNS.split(", ")}
+    row["frame"] = _frame_of(getattr(event, "record_json", None)) if row["kind"] == "comment" else None
+    return row
 
 
 def _claims(tx, run_ids: Iterable[str] | None = None) -> dict[str, Claim]:
@@ -508,6 +530,97 @@ def decide(db, runs_dir: str | Path, run_id: str, user: User, decision: str, rea
     if new_state != "pending":
         settle(db, runs_dir, run_id, final_events, rules, new_state)
     return new_state
+
+
+# --- comments --------------------------------------------------------------------------------------------------------
+
+
+def _may_comment(user: User, state: str) -> None:
+    """Raise unless ``user`` may comment on a run in ``state``: a reviewer or above, while the run is pending."""
+    if user.disabled:
+        raise Forbidden(user.name, "a disabled user comments on nothing")
+    if not user.at_least("reviewer"):
+        raise Forbidden(user.name, "a viewer may not comment (a reviewer, approver or admin may)", f"role {user.role}")
+    if state != "pending":
+        raise Conflict("run", "only a pending run can be commented on (the review ended with its decision)", state)
+
+
+def can_comment(view: RunView, user: User) -> bool:
+    """Whether ``user`` may comment on this run now (False: show no comment form)."""
+    if view.review is None:
+        return False
+    try:
+        _may_comment(user, view.state)
+    except ServiceError:
+        return False
+    return True
+
+
+def _frame_count(record: Mapping[str, Any]) -> int | None:
+    frames = (record.get("output") or {}).get("frames")
+    return frames if isinstance(frames, int) and not isinstance(frames, bool) and frames > 0 else None
+
+
+def _checked_frame(frame: Any, record: Mapping[str, Any]) -> int | None:
+    """A comment's frame: None, or a whole number within the run's video (0 .. frames - 1 of its record)."""
+    if frame is None:
+        return None
+    if isinstance(frame, bool) or not isinstance(frame, int):
+        shown = frame if isinstance(frame, int | float) or (isinstance(frame, str) and len(frame) <= 40) else "(?)"
+        raise BadDecision("frame", "must be a whole number of a video frame (0-based)", shown)
+    frames = _frame_count(record)
+    if frames is None:
+        raise BadDecision("frame", "cannot be checked: the run's record gives no frame count of its video", frame)
+    if not 0 <= frame < frames:
+        raise BadDecision("frame", f"must be within the run's video: 0 to {frames - 1}", frame)
+    return frame
+
+
+def comment(db, runs_dir: str | Path, run_id: str, user: User, text: str, *, frame: int | None = None) -> S.ReviewEvent:
+    """Record ``user``'s comment on a pending run (a ledger row ``kind="comment"``); returns it as a review event.
+
+    Checks, in this order: the role (``Forbidden``: reviewer or above), the run (``NotFound``), the text (as a
+    decision's comment: non-empty, at most ``MAX_COMMENT`` characters, no NUL) and the frame (``None`` or within
+    0 .. frames - 1 of the run's video) → ``BadDecision``; then, inside the locked transaction that appends the row,
+    the state (``Conflict`` unless pending). A comment is no approval and changes no state."""
+    if user.disabled or not user.at_least("reviewer"):
+        _may_comment(user, "pending")  # raises the role's Forbidden
+    run_id = _checked_run_id(run_id)
+    view = get_run(db, runs_dir, run_id)  # NotFound
+    if view.review is None:
+        raise Conflict(run_id, "this run's policy asks for no human review", view.state)
+    note = _checked_comment(text)
+    pinned = _checked_frame(frame, view.record)
+
+    from gate.ledger import Ledger
+
+    with db.transaction() as tx:
+        _may_comment(user, state_of(_events(tx, run_id)))
+        row = Ledger(db).append_in(
+            tx,
+            kind="comment",
+            run_id=run_id,
+            created_at=now().isoformat(),
+            decision="pending",
+            actor=user.name,
+            role=user.role,
+            reason=None,
+            comment=note,
+            output_path="",
+            output_sha256="",
+            payload_hex=None,
+            record_json=_json({"run_id": run_id, "frame": pinned}),
+        )
+    return S.ReviewEvent(
+        seq=row.seq,
+        kind="comment",
+        actor=row.actor,
+        role=row.role,
+        comment=row.comment,
+        at=row.created_at,
+        row_hash=row.row_hash,
+        frame=pinned,
+    )
 
 
 def settle(db, runs_dir: str | Path, run_id: str, events, rules, state: RunState) -> Path:

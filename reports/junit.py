@@ -49,7 +49,13 @@ def _testcase(suite: ET.Element, check: CheckRecord, classname: str) -> None:
         out.text = xml_text(detail)
 
 
-_EVENT = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
+_EVENT = {
+    "run": "submitted",
+    "approve": "approved",
+    "reject": "rejected",
+    "release": "released",
+    "comment": "commented",
+}
 
 
 def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> None:
@@ -61,7 +67,8 @@ def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> Non
         f"submitted by: {review.submitted_by}",
     ]
     for e in review.events:
-        said = "".join(f"; {k}: {v}" for k, v in (("reason", e.reason), ("comment", e.comment)) if v is not None)
+        notes = (("reason", e.reason), ("frame", e.frame), ("comment", e.comment))
+        said = "".join(f"; {k}: {v}" for k, v in notes if v is not None)
         lines.append(f"{_EVENT[e.kind]} by {e.actor} ({e.role}) at {e.at:%Y-%m-%dT%H:%M:%SZ}, row {e.seq}{said}")
     detail = xml_text("\n".join(lines))
     if review.state == "pending":

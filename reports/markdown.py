@@ -89,7 +89,13 @@ def render_markdown(record: GateRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-_EVENT = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
+_EVENT = {
+    "run": "submitted",
+    "approve": "approved",
+    "reject": "rejected",
+    "release": "released",
+    "comment": "commented",
+}
 
 
 def _review_lines(record: GateRecord) -> list[str]:
@@ -106,7 +112,8 @@ def _review_lines(record: GateRecord) -> list[str]:
         "|---:|---|---|---|---|---|---|",
     ]
     for e in rv.events:
-        cells = [fmt_num(e.seq), _EVENT[e.kind], e.actor, e.role, e.reason, e.comment, f"{e.at:%Y-%m-%d %H:%M:%S} UTC"]
+        said = e.comment if e.frame is None else f"frame {e.frame}: {e.comment}"
+        cells = [fmt_num(e.seq), _EVENT[e.kind], e.actor, e.role, e.reason, said, f"{e.at:%Y-%m-%d %H:%M:%S} UTC"]
         lines.append("| " + " | ".join(md_text("—" if c is None else c) for c in cells) + " |")
     return [*lines, ""]
 

@@ -26,8 +26,8 @@ Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A minor bump only adds option
 record of its own major version that it can validate. Unknown fields are rejected (typos are errors).
 History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weights`` entry, required from 1.1 on
 (1.0 records, whose entries have none, still read). 1.2 adds the decision ``pending`` and the optional ``review``
-(``ReviewRecord``: the policy's ``[review]`` rules, the submitter, the state and the ledger's review events); 1.0 and
-1.1 records, which have neither, still read.
+(``ReviewRecord``: the policy's ``[review]`` rules, the submitter, the state and the ledger's review events, among
+them ``comment`` events with an optional ``frame``); 1.0 and 1.1 records, which have neither, still read.
 """
 
 from __future__ import annotations
@@ -383,8 +383,9 @@ class Keyframe(_Model):
 
 ReviewState = Literal["pending", "released", "quarantined"]
 # the ledger row kinds of a run: "run" is the submission (the gate run's own row), "release" is appended with the
-# approval that completes the required number, "reject" quarantines the run
-ReviewEventKind = Literal["run", "approve", "reject", "release"]
+# approval that completes the required number, "reject" quarantines the run, "comment" is a reviewer's note while the
+# run is pending (optionally pinned to a frame of the video; it decides nothing and the state fold ignores it)
+ReviewEventKind = Literal["run", "approve", "reject", "release", "comment"]
 MAX_NAME = 200
 MAX_COMMENT = 10_000
 
@@ -401,7 +402,8 @@ def review_state(kinds: Iterable[str]) -> ReviewState:
 
 
 class ReviewEvent(_Model):
-    """One ledger row of a run's review: the submission (``run``), an approval, a rejection, the release."""
+    """One ledger row of a run's review: the submission (``run``), an approval, a rejection, the release, or a
+    comment (``comment``: a note while pending, ``frame`` = the video frame it is pinned to, if any)."""
 
     seq: int | None = Field(
         default=None, ge=0, description="ledger row; null only for the submission inside the record written before it"
@@ -413,6 +415,12 @@ class ReviewEvent(_Model):
     comment: str | None = Field(default=None, max_length=MAX_COMMENT)
     at: datetime = Field(description="UTC, ISO 8601")
     row_hash: Sha256 | None = Field(default=None, description="the ledger row's hash (null like seq)")
+    frame: int | None = Field(
+        default=None,
+        ge=0,
+        exclude_if=lambda v: v is None,  # absent unless set: other events are written exactly as before it existed
+        description="a comment's video frame (0-based), when pinned to one; absent otherwise",
+    )
 
     @field_validator("at")
     @classmethod
@@ -420,6 +428,12 @@ class ReviewEvent(_Model):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("a review event's time must be timezone-aware (UTC)")
         return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _frame_only_on_comments(self) -> Self:
+        if self.frame is not None and self.kind != "comment":
+            raise ValueError(f"only a comment is pinned to a frame, not a {self.kind!r} event")
+        return self
 
 
 class ReviewRecord(_Model):

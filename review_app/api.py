@@ -6,6 +6,8 @@
   ``WWW-Authenticate: Bearer``. Handlers call ``gate.review`` (the CLI and the pages call the same functions); its
   errors carry their HTTP status (403 role / four eyes, 404 unknown run, 409 no longer pending, 422 bad reason or
   comment), turned into ``{"detail": …}`` by ``review_app.app``. A malformed JSON body is 422 (pydantic).
+  ``POST /api/v1/runs/{run_id}/comments`` - JSON ``{"comment": TEXT, "frame": optional int}`` → 201
+  ``{"run_id", "seq", "frame"}`` (``gate.review.comment``; 403 viewer, 409 no longer pending, 422 bad text or frame).
 * ``POST /api/v1/detect`` - no login. The multipart body is parsed as it streams in; the part named ``file`` goes to
   a private temporary file (``mkstemp``: mode 0600) in ``settings.upload_dir`` (else a fresh private temporary
   directory), and the request is refused with 413 as soon as the file (or the body) passes
@@ -103,6 +105,13 @@ class DecisionBody(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
 
+class CommentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(max_length=2000)
+    frame: int | None = Field(default=None, strict=True)
+
+
 @router.get("/api/v1/runs")
 def list_runs(
     request: Request,
@@ -137,6 +146,16 @@ def decide(request: Request, user: Authenticated, run_id: RunId, body: DecisionB
         get_db(request), get_settings(request).runs_dir, run_id, user, body.decision, body.reason, body.comment
     )
     return {"run_id": run_id, "state": str(state)}
+
+
+@router.post("/api/v1/runs/{run_id}/comments", status_code=201)
+def comment(request: Request, user: Authenticated, run_id: RunId, body: CommentBody) -> dict[str, Any]:
+    from gate import review
+
+    event = review.comment(
+        get_db(request), get_settings(request).runs_dir, run_id, user, body.comment, frame=body.frame
+    )
+    return {"run_id": run_id, "seq": event.seq, "frame": event.frame}
 
 
 # --- detection ------------------------------------------------------------------------------------------------------

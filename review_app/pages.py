@@ -201,6 +201,7 @@ def run_page(request: Request, run_id: str) -> Response:
         "view": view,
         "r": view.record,
         "page": runview.RunPage.of(view, session.user),
+        "can_comment": review.can_comment(view, session.user),
         "timelines": timelines(view.record),
         "tl_width": WIDTH,
         "tl_height": HEIGHT,
@@ -221,6 +222,27 @@ async def decide(request: Request, run_id: str) -> Response:
         str(form.get("comment") or ""),
     )
     return _see_other(f"/runs/{run_id}")
+
+
+@router.post("/runs/{run_id}/comment")
+async def comment(request: Request, run_id: str) -> Response:
+    """A comment on a pending run; with "pin to current frame" ticked, the frame review.js put in the form."""
+    session, form = await auth.require_post(request)
+    review.comment(
+        get_db(request),
+        get_settings(request).runs_dir,
+        run_id,
+        session.user,
+        str(form.get("comment") or ""),
+        frame=_form_frame(form) if form.get("pin") else None,
+    )
+    return _see_other(f"/runs/{run_id}#history")
+
+
+def _form_frame(form: Any) -> int | str:
+    """The form's frame field as a number when it is one; anything else goes to the service as sent (it says 422)."""
+    raw = str(form.get("frame") or "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw
 
 
 @router.get("/runs/{run_id}/video")

@@ -1,7 +1,9 @@
 // hallo3-gate review pages: the run page's video, per-frame timelines and keys. No inline script (CSP script-src 'self').
 // - the timeline cursor follows playback (requestVideoFrameCallback where the browser has it, else timeupdate);
 // - a click on a timeline seeks to that frame;
-// - ←/→ step one frame (seek to (n + 0.5) / fps, inside frame n), space plays/pauses.
+// - ←/→ step one frame (seek to (n + 0.5) / fps, inside frame n), space plays/pauses;
+// - the comment form's hidden "frame" holds the frame on screen (sent when "pin to current frame" is ticked);
+// - a "frame N" link of a comment in the ledger history seeks the video to frame N.
 (function () {
   "use strict";
 
@@ -13,6 +15,9 @@
     var label = document.getElementById("frame-label");
     var cursors = section.querySelectorAll("svg.tl .cursor");
     var svgs = section.querySelectorAll("svg.tl");
+    var pinField = document.getElementById("comment-frame");
+    var pinLabel = document.getElementById("comment-frame-label");
+    var commentForm = document.getElementById("comment-form");
 
     function totalFrames() {
       var n = parseInt(video.dataset.frames, 10);
@@ -32,6 +37,8 @@
         cursors[i].setAttribute("x2", x);
       }
       if (label) label.textContent = "frame " + frameAt(time) + " / " + frames + " · " + time.toFixed(2) + " s";
+      if (pinField) pinField.value = String(frameAt(time));
+      if (pinLabel) pinLabel.textContent = "(frame " + frameAt(time) + ")";
     }
 
     function seekFrame(n) {
@@ -57,6 +64,22 @@
         var box = event.currentTarget.getBoundingClientRect();
         var frac = (event.clientX - box.left) / box.width;
         seekFrame(Math.floor(frac * totalFrames()));
+      });
+    }
+
+    if (commentForm && pinField) {
+      commentForm.addEventListener("submit", function () { pinField.value = String(frameAt(video.currentTime)); });
+    }
+
+    var seekLinks = document.querySelectorAll("a.seek[data-frame]");
+    for (var j = 0; j < seekLinks.length; j++) {
+      seekLinks[j].addEventListener("click", function (event) {
+        var n = parseInt(event.currentTarget.dataset.frame, 10);
+        if (isNaN(n)) return;
+        event.preventDefault();
+        video.pause();
+        seekFrame(n);
+        video.scrollIntoView({ block: "nearest" });
       });
     }
 
