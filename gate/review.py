@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from gate.staging import REVIEW_KINDS, comment_frame, review_event
 from gate.users import (
     AuthError,
     BadDecision,
@@ -83,7 +84,6 @@ __all__ = [
 RunState = Literal["pending", "released", "quarantined"]
 STATES: tuple[str, ...] = ("pending", "released", "quarantined")
 DECISIONS = ("approve", "reject")
-REVIEW_KINDS = ("run", "approve", "reject", "release", "comment")
 SORTS = ("age", "newest", "model", "submitter", "advisories")
 MAX_COMMENT = 2000
 MAX_PER_PAGE = 200
@@ -175,20 +175,12 @@ def _events(tx, run_id: str) -> list[dict[str, Any]]:
     """A run's review rows by seq (dicts of ``_EVENT_COLUMNS`` plus ``frame``: a comment's pinned frame, else None)."""
     rows = tx.execute(
         f"SELECT {_EVENT_COLUMNS}, {_NOTE_COLUMN} FROM ledger WHERE run_id = ? "
-        "AND kind IN ('run', 'approve', 'reject', 'release', 'comment') ORDER BY seq",
-        (run_id,),
+        f"AND kind IN ({', '.join('?' * len(REVIEW_KINDS))}) ORDER BY seq",
+        (run_id, *REVIEW_KINDS),
     )
     for r in rows:
-        r["frame"] = _frame_of(r.pop("note_json", None))
+        r["frame"] = comment_frame(r.pop("note_json", None))
     return rows
-
-
-def _frame_of(note_json: str | None) -> int | None:
-    """The frame a comment row's ``record_json`` pins it to (None: not pinned, or not a comment)."""
-    if not note_json:
-        return None
-    frame = json.loads(note_json).get("frame")
-    return frame if isinstance(frame, int) and not isinstance(frame, bool) else None
 
 
 def state_of(events: Iterable[Mapping[str, Any]]) -> RunState:
@@ -230,21 +222,7 @@ def review_record(events: Iterable[Any], review_policy: Any) -> S.ReviewRecord:
     rows = [_as_dict(e) for e in events]
     if not rows or rows[0]["kind"] != "run":
         raise ValueError("a review starts with the run's own ledger row")
-    review_events = [
-        S.ReviewEvent(
-            seq=r["seq"],
-            kind=r["kind"],
-            actor=r["actor"],
-            role=r["role"],
-            reason=r["reason"],
-            comment=r["comment"],
-            at=r["created_at"],
-            row_hash=r["row_hash"],
-            frame=r.get("frame") if r["kind"] == "comment" else None,
-        )
-        for r in rows
-        if r["kind"] in REVIEW_KINDS
-    ]
+    review_events = [review_event(r) for r in rows if r["kind"] in REVIEW_KINDS]
     return S.ReviewRecord(
         required_approvals=review_policy.required_approvals,
         four_eyes=review_policy.four_eyes,
@@ -256,11 +234,7 @@ def review_record(events: Iterable[Any], review_policy: Any) -> S.ReviewRecord:
 
 
 def _as_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, Mapping):
-        return dict(event)
-    row = {k: getattr(event, k, None) for k in _EVENT_COLUMNS.split(", ")}
-    row["frame"] = _frame_of(getattr(event, "record_json", None)) if row["kind"] == "comment" else None
-    return row
+    return dict(event) if isinstance(event, Mapping) else dict(event.__dict__)
 
 
 def _claims(tx, run_ids: Iterable[str] | None = None) -> dict[str, Claim]:

@@ -49,10 +49,10 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gate.database import display_url, is_postgres, resolve, sqlite_path
 from gate.ledger import Ledger, Row
@@ -68,7 +68,7 @@ VIDEO_NAME = "video.mp4"
 RECORD_NAME = REPORT_FILES["json"]
 REVIEW_NAME = "review.json"
 STAGING, PENDING, RELEASED, QUARANTINE = "staging", "pending", "released", "quarantine"
-REVIEW_KINDS = ("run", "approve", "reject", "release")  # the ledger row kinds of a run's review
+REVIEW_KINDS = ("run", "approve", "reject", "release", "comment")  # the ledger row kinds of a run's review
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MARKER_MAX_BYTES = 4096
 
@@ -344,17 +344,31 @@ def run_state(rows: Sequence[Row]) -> S.ReviewState | None:
     return S.review_state(r.kind for r in rows if r.seq >= run.seq)
 
 
-def review_event(row: Row) -> S.ReviewEvent:
-    """A ledger row of a run's review as the record states it."""
+def comment_frame(record_json: str | None) -> int | None:
+    """The frame a ``comment`` row's ``record_json`` pins it to (None: not pinned)."""
+    if not record_json:
+        return None
+    frame = json.loads(record_json).get("frame")
+    return frame if isinstance(frame, int) and not isinstance(frame, bool) else None
+
+
+def review_event(row: Row | Mapping[str, Any]) -> S.ReviewEvent:
+    """A ledger row of a run's review as the record states it (a ``Row``, or a dict of its columns where a comment's
+    pinned frame is already under ``frame`` or still in ``record_json``)."""
+    f = dict(row) if isinstance(row, Mapping) else row.__dict__
+    frame = None
+    if f["kind"] == "comment":
+        frame = f["frame"] if "frame" in f else comment_frame(f.get("record_json"))
     return S.ReviewEvent(
-        seq=row.seq,
-        kind=row.kind,
-        actor=row.actor,
-        role=row.role,
-        reason=row.reason,
-        comment=row.comment,
-        at=row.created_at,
-        row_hash=row.row_hash,
+        seq=f["seq"],
+        kind=f["kind"],
+        actor=f["actor"],
+        role=f["role"],
+        reason=f["reason"],
+        comment=f["comment"],
+        at=f["created_at"],
+        row_hash=f["row_hash"],
+        frame=frame,
     )
 
 

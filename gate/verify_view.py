@@ -12,7 +12,7 @@ from rich.tree import Tree
 
 from gate.database import is_postgres, resolve, sqlite_path
 from gate.ledger import Ledger, Row
-from gate.staging import REVIEW_KINDS, run_state
+from gate.staging import REVIEW_KINDS, review_event, run_state
 from provenance.verify import VerifyReport
 from reports.errors import ProvenanceError, printable
 
@@ -68,8 +68,9 @@ def ledger_lookup(payload_hex: str, path: Path | str | None = None) -> dict[str,
 
 
 def _event(row: Row) -> dict[str, Any]:
+    """A review row as ``verify --json`` shows it (a comment with the frame it is pinned to)."""
     keys = ("seq", "kind", "actor", "role", "reason", "comment", "created_at", "row_hash")
-    return {k: getattr(row, k) for k in keys}
+    return {**{k: getattr(row, k) for k in keys}, "frame": review_event(row).frame}
 
 
 def _e(text: object) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from reports.plots import record_plots
-from reports.schema import FileRef, GateRecord
+from reports.schema import REVIEW_EVENT_LABELS, FileRef, GateRecord
 from reports.templating import render
 
 # Characters the HTML standard makes parse errors in text (controls but tab/newline/CR/form feed, surrogates, U+FFFE/F).
@@ -34,9 +34,6 @@ def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
     return files
 
 
-REVIEW_LABELS = {"run": "submitted", "approve": "approved", "reject": "rejected", "release": "released"}
-
-
 def render_html(record: GateRecord) -> str:
     """The audit report as one HTML document (with a "Human review" section when the record carries a review)."""
     return clean_html(
@@ -47,6 +44,6 @@ def render_html(record: GateRecord) -> str:
             plots=record_plots(record),
             files=_files(record),
             digest=record.content_digest(),
-            review_labels=REVIEW_LABELS,
+            review_labels=REVIEW_EVENT_LABELS,
         )
     )

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from reports.atomic import write_bytes_atomic
-from reports.schema import CheckRecord, GateRecord, ReviewRecord
+from reports.schema import REVIEW_EVENT_LABELS, CheckRecord, GateRecord, ReviewRecord
 from reports.templating import fmt_num
 
 # Characters outside the XML 1.0 ``Char`` production (control characters, lone surrogates, U+FFFE/U+FFFF).
@@ -49,15 +49,6 @@ def _testcase(suite: ET.Element, check: CheckRecord, classname: str) -> None:
         out.text = xml_text(detail)
 
 
-_EVENT = {
-    "run": "submitted",
-    "approve": "approved",
-    "reject": "rejected",
-    "release": "released",
-    "comment": "commented",
-}
-
-
 def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> None:
     case = _sub(suite, "testcase", classname=classname, name="human review", time="0")
     lines = [
@@ -69,7 +60,9 @@ def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> Non
     for e in review.events:
         notes = (("reason", e.reason), ("frame", e.frame), ("comment", e.comment))
         said = "".join(f"; {k}: {v}" for k, v in notes if v is not None)
-        lines.append(f"{_EVENT[e.kind]} by {e.actor} ({e.role}) at {e.at:%Y-%m-%dT%H:%M:%SZ}, row {e.seq}{said}")
+        lines.append(
+            f"{REVIEW_EVENT_LABELS[e.kind]} by {e.actor} ({e.role}) at {e.at:%Y-%m-%dT%H:%M:%SZ}, row {e.seq}{said}"
+        )
     detail = xml_text("\n".join(lines))
     if review.state == "pending":
         msg = f"awaiting human review: {len(review.approvals)} of {review.required_approvals} approvals"

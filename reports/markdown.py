@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from reports.atomic import write_text_atomic
-from reports.schema import GateRecord
+from reports.schema import REVIEW_EVENT_LABELS, GateRecord
 from reports.templating import fmt_num
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -89,15 +89,6 @@ def render_markdown(record: GateRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-_EVENT = {
-    "run": "submitted",
-    "approve": "approved",
-    "reject": "rejected",
-    "release": "released",
-    "comment": "commented",
-}
-
-
 def _review_lines(record: GateRecord) -> list[str]:
     """The human review: state, rule, and one table row per ledger event (who, role, reason, comment, time)."""
     rv = record.review
@@ -113,7 +104,15 @@ def _review_lines(record: GateRecord) -> list[str]:
     ]
     for e in rv.events:
         said = e.comment if e.frame is None else f"frame {e.frame}: {e.comment}"
-        cells = [fmt_num(e.seq), _EVENT[e.kind], e.actor, e.role, e.reason, said, f"{e.at:%Y-%m-%d %H:%M:%S} UTC"]
+        cells = [
+            fmt_num(e.seq),
+            REVIEW_EVENT_LABELS[e.kind],
+            e.actor,
+            e.role,
+            e.reason,
+            said,
+            f"{e.at:%Y-%m-%d %H:%M:%S} UTC",
+        ]
         lines.append("| " + " | ".join(md_text("—" if c is None else c) for c in cells) + " |")
     return [*lines, ""]
 

@@ -386,6 +386,14 @@ ReviewState = Literal["pending", "released", "quarantined"]
 # approval that completes the required number, "reject" quarantines the run, "comment" is a reviewer's note while the
 # run is pending (optionally pinned to a frame of the video; it decides nothing and the state fold ignores it)
 ReviewEventKind = Literal["run", "approve", "reject", "release", "comment"]
+# how every report names each kind of review event (one table for HTML, PDF, Markdown and JUnit)
+REVIEW_EVENT_LABELS: dict[str, str] = {
+    "run": "submitted",
+    "approve": "approved",
+    "reject": "rejected",
+    "release": "released",
+    "comment": "commented",
+}
 MAX_NAME = 200
 MAX_COMMENT = 10_000
 

@@ -13,9 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gate.ledger import Ledger
+from gate.ledger import KINDS, Ledger
 
-KINDS = ("run", "approve", "reject", "release", "user")
 FORMATS = ("csv", "json")
 COLUMNS = (
     "seq",

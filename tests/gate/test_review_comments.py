@@ -148,3 +148,27 @@ def test_comments_reach_review_json_the_record_and_the_reports_escaped(pending_r
     assert "commented" in md and "frame 2" in md and "<script>" not in md
     junit = (final / "junit.xml").read_text()
     assert "commented by rita" in junit and "frame: 2" in junit
+
+
+def test_recovery_and_verify_keep_the_comments(pending_run):
+    """What ``recover`` settles from the ledger alone (``staging.review_from_rows``) and what ``verify`` shows carry
+    the comments with their frames, as ``decide`` does."""
+    from gate import staging
+    from gate.verify_view import ledger_lookup
+
+    run = pending_run
+    _comment(run, "rita", "lips late", frame=3)
+    _comment(run, "ana", "looks fine otherwise")
+    record = GateRecord.from_json((run.pending_dir / "record.json").read_text())
+    rebuilt = staging.review_from_rows(record.review, Ledger(run.db).events(run.run_id))
+    assert [(e.kind, e.actor, e.frame) for e in rebuilt.events] == [
+        ("run", SUBMITTER, None),
+        ("comment", "rita", 3),
+        ("comment", "ana", None),
+    ]
+    assert rebuilt.state == "pending"
+    found = ledger_lookup(record.watermark.payload, run.db.locator)
+    assert [(e["kind"], e["actor"], e["frame"]) for e in found["review"]] == [
+        ("comment", "rita", 3),
+        ("comment", "ana", None),
+    ]
