@@ -242,6 +242,19 @@ def test_a_rejected_real_run_lands_in_quarantine(sites, browser):
     page = _login(browser, site, "rita")
     page.goto(f"{site.base}/runs/{site.run_id}")
     assert page.locator("#approve").count() == 0  # a reviewer rejects, never approves
+    # a comment pinned to the frame on screen (review.js fills it), then its "frame N" link seeks back there
+    fps = float(page.get_attribute("#video", "data-fps"))
+    page.wait_for_function("() => document.getElementById('video').readyState >= 1")
+    page.evaluate(f"v => {{ v.pause(); v.currentTime = 17.5 / {fps}; }}", page.query_selector("#video"))
+    page.wait_for_function("() => document.getElementById('comment-frame').value === '17'")
+    page.fill("#comment-form textarea[name=comment]", "the lips close late here")
+    with page.expect_navigation():
+        page.click("#comment-submit")
+    comments = [e for e in review.get_run(site.db, site.runs, site.run_id).events if e["kind"] == "comment"]
+    assert [(c["actor"], c["frame"], c["comment"]) for c in comments] == [("rita", 17, "the lips close late here")]
+    page.evaluate("v => { v.pause(); v.currentTime = 0; }", page.query_selector("#video"))
+    page.click("a.seek[data-frame='17']")
+    page.wait_for_function(f"() => Math.abs(document.getElementById('video').currentTime - 17.5 / {fps}) < 1e-3")
     _decide(page, "reject", "lip-sync", "mouth lags the speech")
     assert page.locator("#state .decision").inner_text() == "QUARANTINED"
     assert site.state() == "quarantined"
