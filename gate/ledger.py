@@ -39,7 +39,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gate.database import APPLICATION_ID, LEDGER_COLUMNS, SCHEMA_VERSION, Database, Tx, default_sqlite_path
+from gate.database import (
+    APPLICATION_ID,
+    LEDGER_COLUMNS,
+    SCHEMA_VERSION,
+    V1_LEDGER_COLUMNS,
+    Database,
+    Tx,
+    default_sqlite_path,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -62,17 +70,7 @@ COLUMNS = LEDGER_COLUMNS
 # version 2: every column but the record itself (its sha256 is hashed instead) and the row's own hash
 HASHED_V2 = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))
 # version 1 (ledgers written before the review service): the 9 columns of that time but record_json and row_hash
-HASHED_V1 = (
-    "seq",
-    "run_id",
-    "created_at",
-    "decision",
-    "output_path",
-    "output_sha256",
-    "payload_hex",
-    "record_sha256",
-    "prev_hash",
-)
+HASHED_V1 = tuple(c for c in V1_LEDGER_COLUMNS if c not in ("record_json", "row_hash"))
 HASHED = {1: HASHED_V1, 2: HASHED_V2}
 _V1_NEW_COLUMNS = ("actor", "role", "reason", "comment")
 

@@ -13,27 +13,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gate.database import LEDGER_COLUMNS
 from gate.ledger import KINDS, Ledger
 
 FORMATS = ("csv", "json")
-COLUMNS = (
-    "seq",
-    "kind",
-    "run_id",
-    "created_at",
-    "decision",
-    "actor",
-    "role",
-    "reason",
-    "comment",
-    "output_path",
-    "output_sha256",
-    "payload_hex",
-    "record_sha256",
-    "hash_version",
-    "prev_hash",
-    "row_hash",
-)
+COLUMNS = tuple(c for c in LEDGER_COLUMNS if c != "record_json")  # every column but the record itself
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
