@@ -26,12 +26,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gate import media, weights
 from gate.database import LEDGER_COLUMNS, Database
 from gate.users import User, add_user
+from tests.talking import Inputs, make_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_POLICY = REPO / "gate" / "policies" / "offline-review.toml"
@@ -46,16 +45,6 @@ USERS = {
     "rita": "reviewer",
     "vic": "viewer",
 }
-SIDE, SECONDS = 256, 2.4
-
-
-@dataclass(frozen=True)
-class Inputs:
-    root: Path
-    portrait: Path
-    audio: Path
-    talking: Path
-    env: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -87,36 +76,6 @@ class PendingRun:
         run_id = _gate_run(self.source.inputs, self.runs_dir, self.db.locator, monkeypatch)
         self.extra.append(run_id)
         return run_id
-
-
-def make_inputs(root: Path) -> Inputs:
-    """A portrait, 2.4 s of speech and a talking video of them (the puppet backend), and the environment to run in."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make install adds it)")
-    from PIL import Image
-    from scipy.io import wavfile
-    from skimage import data
-
-    from gate.demo import make_speech
-    from generator.puppet import PuppetBackend
-    from provenance.keys import init_dev_keys
-
-    portrait = root / "portrait.png"
-    Image.fromarray(data.astronaut()).resize((SIDE, SIDE), Image.Resampling.LANCZOS).save(portrait)
-    audio, sr = media.read_audio(make_speech(root / "speech_full.wav"), sample_rate=16000)
-    audio = audio[: int(SECONDS * sr)]
-    wav = root / "speech.wav"
-    wavfile.write(wav, sr, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
-    out = PuppetBackend(weights.require("dlib_landmarks_68")).generate(media.read_image(portrait), audio, sr)
-    talking = media.write_mp4(root / "talking.mp4", out.frames, out.fps, audio=out.audio, sample_rate=out.sample_rate)
-    keys = init_dev_keys(root / "keys")
-    (root / "no-weights").mkdir()
-    env = {
-        "HALLO3_GATE_KEYS_DIR": str(keys.directory),
-        "HALLO3_GATE_WEIGHTS": str(root / "no-weights"),  # SyncNet/S3FD are never found here, even on a dev box
-        "XDG_CACHE_HOME": str(root / "cache"),
-    }
-    return Inputs(root, portrait, wav, talking, env)
 
 
 def _gate_run(inputs: Inputs, out_dir: Path, ledger: str, monkeypatch: pytest.MonkeyPatch) -> str:
