@@ -54,10 +54,22 @@ def _row_dict(row: Any) -> dict[str, Any]:
     return {c: getattr(row, c, None) for c in COLUMNS}
 
 
+def user_change(kind: str, record_json: str | None) -> str | None:
+    """Whom a ``user`` row changed, in words for the page ("demo-approver-1 as approver"); None for other rows."""
+    if kind != "user" or not record_json:
+        return None
+    details = json.loads(record_json)
+    who = str(details.get("user", "?"))
+    return f"{who} as {details['role']}" if details.get("role") else who
+
+
 def rows(db: Any, filters: Filters) -> list[dict[str, Any]]:
     """The ledger's rows that match ``filters``, newest first."""
     ledger = Ledger(db)
-    found = [_row_dict(r) for r in ledger.rows(kind=filters.kind or None)]
+    found = [
+        {**_row_dict(r), "user_change": user_change(r.kind, r.record_json)}
+        for r in ledger.rows(kind=filters.kind or None)
+    ]
     return [r for r in reversed(found) if filters.matches(r)]
 
 
@@ -72,6 +84,7 @@ def verify(db: Any) -> ChainCheck:
 
 
 def export(found: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
+    found = [{c: row[c] for c in COLUMNS} for row in found]  # the hashed columns only
     if fmt == "json":
         return (json.dumps(found, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), "application/json"
     buf = io.StringIO()

@@ -209,6 +209,9 @@ def test_the_queue_filters_and_the_audit_page_verifies_and_exports(client, site,
     assert csv.text.splitlines()[0].startswith("seq,kind,run_id") and len(csv.text.splitlines()) == 3
     rows = client.get("/audit/export.json?kind=user").json()
     assert {r["kind"] for r in rows} == {"user"} and all("password" not in str(r) for r in rows)
+    assert all("user_change" not in r and "record_json" not in r for r in rows)  # the hashed columns only
+    users_page = client.get("/audit?kind=user").text
+    assert "user ann as approver" in users_page and "user val as viewer" in users_page  # whom each row changed
 
 
 def test_static_htmx_is_the_vendored_release():
