@@ -72,6 +72,7 @@ __all__ = [
     "ServiceError",
     "allowed_decisions",
     "can_comment",
+    "checked_run_id",
     "claim",
     "comment",
     "decide",
@@ -160,7 +161,7 @@ class RunView:
 # --- reading ---------------------------------------------------------------------------------------------------------
 
 
-def _checked_run_id(run_id: str) -> str:
+def checked_run_id(run_id: str) -> str:
     """A run id from a request: one that cannot name a run (bad characters, ``..``, a path) is simply not found."""
     from gate.staging import check_run_id
 
@@ -264,7 +265,7 @@ def _layout(runs_dir: str | Path):
 
 def get_run(db, runs_dir: str | Path, run_id: str) -> RunView:
     """One run of this runs directory; ``NotFound`` if the ledger has no such run or its files are not here."""
-    run_id = _checked_run_id(run_id)
+    run_id = checked_run_id(run_id)
     with db.reading() as tx:
         events = _events(tx, run_id)
         run_row = tx.execute_one(
@@ -441,7 +442,7 @@ def decide(db, runs_dir: str | Path, run_id: str, user: User, decision: str, rea
         raise BadDecision("decision", f"must be one of {', '.join(DECISIONS)}", decision)
     if user.disabled or not user.at_least("reviewer") or (decision == "approve" and not user.at_least("approver")):
         _may_decide(user, decision, "pending", None, [], True)  # raises the role's Forbidden
-    run_id = _checked_run_id(run_id)
+    run_id = checked_run_id(run_id)
     view = get_run(db, runs_dir, run_id)  # NotFound; the run's rules come from its ledger record
     if view.review is None:
         raise Conflict(run_id, "this run's policy asks for no human review", view.state)
@@ -559,7 +560,7 @@ def comment(db, runs_dir: str | Path, run_id: str, user: User, text: str, *, fra
     the state (``Conflict`` unless pending). A comment is no approval and changes no state."""
     if user.disabled or not user.at_least("reviewer"):
         _may_comment(user, "pending")  # raises the role's Forbidden
-    run_id = _checked_run_id(run_id)
+    run_id = checked_run_id(run_id)
     view = get_run(db, runs_dir, run_id)  # NotFound
     if view.review is None:
         raise Conflict(run_id, "this run's policy asks for no human review", view.state)
@@ -627,7 +628,7 @@ def claim(db, run_id: str, user: User, *, ttl_s: int = CLAIM_TTL_S) -> Claim:
     ``Conflict`` while someone else's claim is live or when the run is not pending."""
     if user.disabled or not user.at_least("reviewer"):
         raise Forbidden(user.name, "only a reviewer, approver or admin may claim a run", f"role {user.role}")
-    run_id = _checked_run_id(run_id)
+    run_id = checked_run_id(run_id)
     t = now()
     with db.transaction() as tx:
         events = _events(tx, run_id)
@@ -652,7 +653,7 @@ def claim(db, run_id: str, user: User, *, ttl_s: int = CLAIM_TTL_S) -> Claim:
 
 def unclaim(db, run_id: str, user: User) -> bool:
     """Release a claim: one's own, or anyone's for an admin. Returns whether a live claim was removed."""
-    run_id = _checked_run_id(run_id)
+    run_id = checked_run_id(run_id)
     with db.transaction() as tx:
         held = tx.execute_one(
             "SELECT user_name FROM claims WHERE run_id = ? AND expires_at > ?", (run_id, stamp(now()))

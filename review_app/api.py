@@ -44,9 +44,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gate import detect as detection
-from gate.staging import check_run_id
-from gate.users import AuthError, NotFound, User, authenticate_token
-from reports.errors import Hallo3Error, InputError, UsageError
+from gate.review import checked_run_id
+from gate.users import AuthError, User, authenticate_token
+from reports.errors import Hallo3Error, InputError
 from review_app.app import get_db, get_settings
 from review_app.settings import Settings
 
@@ -69,16 +69,8 @@ def bearer_user(request: Request) -> User:
     return authenticate_token(get_db(request), token.strip())
 
 
-def valid_run_id(run_id: str) -> str:
-    """A run id from the URL; one the gate could never have made names no run (404), never a path."""
-    try:
-        return check_run_id(run_id)
-    except UsageError:
-        raise NotFound("run_id", "no run has this id", run_id) from None
-
-
 Authenticated = Annotated[User, Depends(bearer_user)]
-RunId = Annotated[str, Depends(valid_run_id)]
+RunId = Annotated[str, Depends(checked_run_id)]  # one the gate could never have made names no run: 404
 
 
 # --- health ---------------------------------------------------------------------------------------------------------
