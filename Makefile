@@ -15,7 +15,7 @@ UV := $(LOCK_TOOL)/bin/uv
 UV_COMPILE := $(UV) pip compile --quiet --no-config --index-url https://pypi.org/simple --python-version 3.11 \
               --python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make lock"
 APT_PACKAGES := ffmpeg espeak-ng sox chromium poppler-utils libgl1 libglib2.0-0 \
-                libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core postgresql
+                libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-noto-cjk postgresql
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 

@@ -65,7 +65,7 @@ __all__ = [
 
 GENESIS = "0" * 64
 HASH_VERSION = 2
-KINDS = ("run", "approve", "reject", "release", "comment", "user")
+KINDS = ("run", "approve", "reject", "release", "comment", "user", "consent", "retention")
 COLUMNS = LEDGER_COLUMNS
 # version 2: every column but the record itself (its sha256 is hashed instead) and the row's own hash
 HASHED_V2 = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))

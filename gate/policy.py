@@ -50,6 +50,7 @@ KNOWN_METRICS: dict[str, bool | None] = {
     "frame_count": None,
     "audio_present": True,
     "audio_video_drift_s": False,
+    "consent": True,  # 1: an active consent record matches the depicted person (gate.consent), 0: none does
 }
 BOUNDS = ("min", "max", "abs_max")
 BACKEND_THRESHOLD = "backend"
