@@ -10,6 +10,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HALLO3_GATE_TEST_DATA", ROOT.parent / "shared" / "data"))
 SHARED_FIXTURES = SHARED_DATA.parent / "fixtures"
+TEST_PROVIDER = "hallo3-gate test suite"
+
+
+def _isolated_config() -> None:
+    """Every test (and every gate process a test starts) reads one known configuration, never the developer's own
+    ``~/.config/hallo3-gate/config.toml``: the provider named in latent disclosures, the default retention. Set at
+    import so that pytest-xdist workers and subprocesses inherit it; a test that needs another one sets its own."""
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="hallo3-gate-test-config-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "config.toml"
+    path.write_text(f'[provider]\nname = "{TEST_PROVIDER}"\n', encoding="utf-8")
+    os.environ["HALLO3_GATE_CONFIG"] = str(path)
+    for var in ("HALLO3_GATE_PROVIDER", "HALLO3_GATE_RETENTION_DAYS"):
+        os.environ.pop(var, None)
+
+
+_isolated_config()
 
 
 def _need(path: Path) -> Path:
