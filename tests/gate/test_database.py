@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.database import TABLES, Database, display_url, is_postgres, resolve, sqlite_path
+from gate.database import TABLES, Database, IntegrityError, display_url, is_postgres, resolve, sqlite_path
 from reports.errors import ExitCode, InputError, OutputError, UsageError
 from tests import databases
 
@@ -60,10 +60,10 @@ def test_sqlite_locator_form_opens_the_file(tmp_path):
 
 def test_create_makes_every_table_with_the_schema_version(db_url):
     db = Database.open(db_url, create=True)
-    assert db.kind == ("postgresql" if is_postgres(db_url) else "sqlite") and db.layout == 2
+    assert db.kind == ("postgresql" if is_postgres(db_url) else "sqlite") and db.layout == 3
     assert (db.path is None) == is_postgres(db_url)
     with db.reading() as tx:
-        assert tx.execute("SELECT key, value FROM meta") == [{"key": "schema_version", "value": "2"}]
+        assert tx.execute("SELECT key, value FROM meta") == [{"key": "schema_version", "value": "3"}]
         for table in TABLES:  # each exists (an absent table is an error) and is empty but for meta
             n = tx.execute_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]
             assert n == (1 if table == "meta" else 0), table
@@ -122,7 +122,7 @@ def test_a_postgresql_database_without_the_tables_is_not_opened_without_create(p
         Database.open(pg_db_url)
     assert exc.value.exit_code == ExitCode.USAGE and "tables must exist" in str(exc.value)
     Database.open(pg_db_url, create=True)
-    assert Database.open(pg_db_url).layout == 2
+    assert Database.open(pg_db_url).layout == 3
 
 
 def test_another_applications_ledger_table_in_postgresql_is_refused_untouched(pg_db_url):
@@ -143,13 +143,15 @@ def test_an_sqlite_file_of_a_newer_or_broken_schema_is_refused_untouched(tmp_pat
     path = tmp_path / "g.sqlite"
     Database.open(path, create=True)
     with closing(sqlite3.connect(path)) as con:
-        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
         con.commit()
     before = path.read_bytes()
-    with pytest.raises(InputError, match="schema version 2"):
+    with pytest.raises(InputError) as exc:
         Database.open(path, create=True)
-    assert path.read_bytes() == before
+    assert "schema version 3 or older" in str(exc.value) and "schema version 4" in str(exc.value)
+    assert exc.value.exit_code == ExitCode.INPUT and path.read_bytes() == before
     with closing(sqlite3.connect(path)) as con:
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         con.execute("DROP TABLE sessions")
         con.commit()
     before = path.read_bytes()
@@ -187,3 +189,158 @@ def _other_writer_holding_the_lock(url: str):
         con.execute("BEGIN IMMEDIATE")
         yield
         con.execute("ROLLBACK")
+
+
+# --- schema version 3 (the consent registry) and the migrations to it -----------------------------------------------
+
+# The tables of schema version 2 (before the consent registry), written out here, not taken from the code under test.
+V2_TABLE_NAMES = {"meta", "ledger", "users", "tokens", "sessions", "claims", "login_attempts", "detect_feedback"}
+CONSENT_COLUMNS = [
+    *("id", "name", "scope", "evidence_sha256", "evidence_name", "portrait_sha256", "embedding", "backend"),
+    *("created_at", "created_by", "expires_at", "revoked_at", "revoked_by", "revoke_reason", "deleted_at"),
+]
+
+
+def _sql(url: str, *statements: str) -> list[tuple]:
+    """Run statements with the backend's own client (not gate.database); the last one's rows."""
+    rows: list[tuple] = []
+    if is_postgres(url):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as con:
+            for s in statements:
+                cur = con.execute(s)
+                rows = cur.fetchall() if cur.description else []
+        return rows
+    with closing(sqlite3.connect(url, isolation_level=None)) as con:
+        for s in statements:
+            rows = con.execute(s).fetchall()
+    return rows
+
+
+def _tables(url: str) -> set[str]:
+    if is_postgres(url):
+        return {r[0] for r in _sql(url, "SELECT table_name FROM information_schema.tables WHERE table_schema='public'")}
+    return {r[0] for r in _sql(url, "SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _consent_columns(url: str) -> list[str]:
+    if is_postgres(url):
+        q = "SELECT column_name FROM information_schema.columns WHERE table_name='consents' ORDER BY ordinal_position"
+        return [r[0] for r in _sql(url, q)]
+    return [r[1] for r in _sql(url, "PRAGMA table_info(consents)")]
+
+
+def _schema_2_database_with_data(url: str) -> None:
+    """A schema-2 database holding a user and two ledger rows: made by today's code, then taken back to what version 2
+    was (its eight tables, ``schema_version`` 2) with the backend's own client."""
+    from gate.ledger import Ledger
+
+    db = Database.open(url, create=True)
+    with db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)", ("ann", "admin", "h", "t")
+        )
+    row = {"created_at": "2026-11-01T00:00:00Z", "output_path": "/o/a.mp4", "output_sha256": "0" * 64}
+    Ledger(db).append(run_id="r1", decision="released", payload_hex="00ff", record_json='{"a": 1}', **row)
+    Ledger(db).append(run_id="r2", decision="quarantined", payload_hex=None, record_json='{"b": 2}', **row)
+    _sql(url, "DROP TABLE consents", "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    assert _tables(url) == V2_TABLE_NAMES
+
+
+def test_create_makes_the_consents_table_with_its_columns(db_url):
+    Database.open(db_url, create=True)
+    assert _tables(db_url) == V2_TABLE_NAMES | {"consents"}
+    assert _consent_columns(db_url) == CONSENT_COLUMNS
+    # evidence_sha256, backend, created_at, created_by are required
+    with pytest.raises(IntegrityError), Database.open(db_url).transaction() as tx:
+        tx.execute("INSERT INTO consents (id, backend, created_at, created_by) VALUES ('cns-1', 'f', 't', 'u')")
+
+
+def test_a_schema_2_database_is_read_as_it_is_and_migrated_to_3_on_the_first_write_with_its_data(db_url):
+    _schema_2_database_with_data(db_url)
+    ledger_before = _sql(db_url, "SELECT seq, kind, run_id, record_json, prev_hash, row_hash FROM ledger ORDER BY seq")
+    db = Database.open(db_url)
+    assert db.layout == 2 and db.ledger_current
+    assert not db.table_exists("consents") and db.table_exists("users")
+    with db.reading() as tx:  # a reader sees the old tables and writes nothing
+        assert tx.execute("SELECT name FROM users") == [{"name": "ann"}]
+    assert _tables(db_url) == V2_TABLE_NAMES and _sql(db_url, "SELECT value FROM meta") == [("2",)]
+
+    with db.transaction() as tx:  # the first write migrates, in its own transaction
+        assert tx.execute("SELECT COUNT(*) AS n FROM consents") == [{"n": 0}]
+    assert db.layout == 3 and db.table_exists("consents")
+    assert _tables(db_url) == V2_TABLE_NAMES | {"consents"} and _consent_columns(db_url) == CONSENT_COLUMNS
+    assert _sql(db_url, "SELECT key, value FROM meta") == [("schema_version", "3")]
+    assert _sql(db_url, "SELECT name, role FROM users") == [("ann", "admin")]
+    after = _sql(db_url, "SELECT seq, kind, run_id, record_json, prev_hash, row_hash FROM ledger ORDER BY seq")
+    assert after == ledger_before and len(after) == 2
+
+    from gate.ledger import Ledger
+
+    assert Ledger(db_url).verify().ok
+
+
+def test_a_failed_first_write_leaves_a_schema_2_database_as_it_was(db_url):
+    _schema_2_database_with_data(db_url)
+    db = Database.open(db_url)
+    with pytest.raises(_Boom), db.transaction() as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM consents") == [{"n": 0}]  # migrated inside ...
+        raise _Boom
+    assert _tables(db_url) == V2_TABLE_NAMES and _sql(db_url, "SELECT value FROM meta") == [("2",)]  # ... rolled back
+    assert Database.open(db_url).layout == 2
+
+
+def test_two_handles_on_a_schema_2_database_migrate_it_once(db_url):
+    _schema_2_database_with_data(db_url)
+    first, second = Database.open(db_url), Database.open(db_url)
+    with first.transaction():
+        pass
+    with second.transaction() as tx:  # migrated meanwhile: sees it under the lock and does not create it again
+        tx.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+    assert second.layout == 3 and _sql(db_url, "SELECT COUNT(*) FROM meta") == [(2,)]
+    reader = Database.open(db_url)
+    assert reader.layout == 3
+
+
+def test_a_reader_opened_on_schema_2_sees_a_migration_by_another_process(db_url):
+    _schema_2_database_with_data(db_url)
+    reader = Database.open(db_url)
+    with Database.open(db_url, create=True).reading():  # create=True migrated it at once
+        pass
+    with reader.reading() as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM consents") == [{"n": 0}]
+    assert reader.layout == 3 and reader.table_exists("consents")
+
+
+def test_a_layout_1_ledger_is_migrated_straight_to_schema_3(db_url):
+    v1 = (
+        "CREATE TABLE ledger (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
+        "decision TEXT NOT NULL, output_path TEXT NOT NULL, output_sha256 TEXT NOT NULL, payload_hex TEXT, "
+        "record_sha256 TEXT NOT NULL, record_json TEXT NOT NULL, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL)"
+    )
+    old = ("1", "old0", "2026-10-01T00:00:00Z", "released", "/o/x.mp4", "ab" * 32, "00aa", "cd" * 32, "{}", "0" * 64)
+    _sql(db_url, v1, "INSERT INTO ledger VALUES ({}, 'h')".format(", ".join(f"'{v}'" for v in old)))
+    db = Database.open(db_url)
+    assert db.layout == 1 and not db.ledger_current and not db.table_exists("consents")
+    with db.transaction():
+        pass
+    assert db.layout == 3 and _tables(db_url) == V2_TABLE_NAMES | {"consents"}
+    assert _sql(db_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    assert _sql(db_url, "SELECT run_id, kind, hash_version, row_hash FROM ledger") == [("old0", "run", 1, "h")]
+
+
+def test_a_schema_2_database_with_a_consents_table_is_refused_untouched(db_url):
+    _schema_2_database_with_data(db_url)
+    _sql(db_url, "CREATE TABLE consents (x TEXT)")
+    with pytest.raises(InputError, match="schema version 2 database must not have a consents table"):
+        Database.open(db_url, create=True)
+    assert _consent_columns(db_url) == ["x"] and _sql(db_url, "SELECT value FROM meta") == [("2",)]
+
+
+def test_an_unknown_schema_version_is_refused_naming_it(db_url):
+    Database.open(db_url, create=True)
+    _sql(db_url, "UPDATE meta SET value = 'banana' WHERE key = 'schema_version'")
+    with pytest.raises(InputError) as exc:
+        Database.open(db_url)
+    assert "schema version 2 or 3" in str(exc.value) and "banana" in str(exc.value)
