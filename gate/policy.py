@@ -4,7 +4,10 @@ A policy file has a ``name``, a ``version``, a ``[checks.<check name>]`` table p
 ``[regression]`` table (limits against a baseline run), a ``[weights]`` table (``allow_unpinned``: may a run use
 user-supplied weight files that have no sha256 pin in the registry; default false) and a ``[review]`` table (people
 must approve a run that passed every automated check before it is released: ``required_approvals`` 1..10, default 2;
-``four_eyes`` default true; ``reason_codes``, the codes a decision may give, default ``DEFAULT_REASON_CODES``). Each check names a ``metric`` and
+``four_eyes`` default true; ``reason_codes``, the codes a decision may give, default ``DEFAULT_REASON_CODES``), a
+``[disclosure]`` table (the visible "AI-generated" label burned into the frames: ``DisclosurePolicy``; absent: no
+label) and a ``[compliance]`` table (``require``: the compliance-matrix rows, ids of ``gate.compliance.ROW_IDS``, that
+must be met for a release; absent: none). Each check names a ``metric`` and
 at least one bound: ``min``, ``max`` or ``abs_max`` (on the absolute value); ``required`` defaults to true.
 ``min = "backend"`` uses the same-person threshold the identity backend states for itself.
 
@@ -55,7 +58,7 @@ KNOWN_METRICS: dict[str, bool | None] = {
 BOUNDS = ("min", "max", "abs_max")
 BACKEND_THRESHOLD = "backend"
 CHECK_KEYS = {"metric", "required", "why", "reference_set", *BOUNDS}
-TOP_KEYS = {"name", "version", "description", "checks", "regression", "weights", "review"}
+TOP_KEYS = {"name", "version", "description", "checks", "regression", "weights", "review", "disclosure", "compliance"}
 WEIGHTS_KEYS = {"allow_unpinned"}
 REVIEW_KEYS = {"required_approvals", "four_eyes", "reason_codes"}
 DEFAULT_REASON_CODES = (
@@ -70,6 +73,14 @@ DEFAULT_REASON_CODES = (
     "other",
 )
 REASON_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+DISCLOSURE_KEYS = {"visible", "text", "position", "start_seconds", "persistent", "size", "font", "provider"}
+LABEL_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+MIN_LABEL_SECONDS = 2.0  # GB 45438-2025: the notice is visible for at least 2 s at the start
+MAX_LABEL_SECONDS = 3600.0
+MIN_LABEL_SIZE = 0.05  # GB 45438-2025: text height at least 5 % of the shortest side (images; video: our reading)
+MAX_LABEL_SIZE = 0.25  # a label a quarter of the picture high hides the content it labels
+MAX_LABEL_TEXT = 40  # one short line: it must fit in the frame at >= 5 % height
+COMPLIANCE_KEYS = {"require"}
 MAX_APPROVALS = 10
 MAX_REASON_CODES = 50
 MAX_POLICY_BYTES = 256 * 1024  # the shipped policies are ~3 KiB; a bound keeps parsing and reports small
@@ -118,6 +129,29 @@ class ReviewPolicy:
 
 
 @dataclass(frozen=True)
+class DisclosurePolicy:
+    """``[disclosure]``: the visible label burned into the frames before watermarking and measuring (``gate.label``).
+
+    ``visible``: burn the label at all. ``text``: the notice (e.g. "AI-generated", "AI生成"; 1..40 characters, one
+    line). ``position``: the corner (``LABEL_POSITIONS``; top-right is what the EU Code of Practice suggests).
+    ``start_seconds``: the label is on every frame before this time (>= 2, GB 45438). ``persistent``: a small mark
+    ("AI") stays in the same corner after ``start_seconds``. ``size``: text height (capital-letter height) as a
+    fraction of the frame's short side (>= 0.05, GB 45438). ``font``: a font file (a relative path is relative to the
+    policy file's folder; None: the bundled choice, Noto Sans CJK from Debian fonts-noto-cjk, which covers "AI生成").
+    ``provider``: the provider name for the disclosure fields when the configuration names none
+    (``gate.config.provider_name``)."""
+
+    visible: bool = True
+    text: str = "AI-generated"
+    position: str = "top-right"
+    start_seconds: float = 3.0
+    persistent: bool = True
+    size: float = 0.06
+    font: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: str
@@ -127,6 +161,8 @@ class Policy:
     path: str
     allow_unpinned_weights: bool = False  # [weights] allow_unpinned: user-supplied weight files without a pin
     review: ReviewPolicy | None = None  # [review]: people approve what passed the automated checks
+    disclosure: DisclosurePolicy | None = None  # [disclosure]: the visible label; None: the policy burns none
+    compliance_required: tuple[str, ...] = ()  # [compliance] require: matrix rows that must be met to release
 
     @property
     def sha256(self) -> str:
@@ -266,6 +302,72 @@ def _parse_review(path: str, table: Any) -> ReviewPolicy:
     return ReviewPolicy(n, four_eyes, tuple(codes))
 
 
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(where, "must be true or false", repr(value))
+    return value
+
+
+def _parse_disclosure(path: str, table: Any) -> DisclosurePolicy:
+    where = f"{path}: disclosure"
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - DISCLOSURE_KEYS
+    if unknown:
+        allowed = ", ".join(sorted(DISCLOSURE_KEYS))
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {allowed}")
+    d = DisclosurePolicy()
+    visible = _flag(f"{where}.visible", table.get("visible", d.visible))
+    persistent = _flag(f"{where}.persistent", table.get("persistent", d.persistent))
+    text = _text(f"{where}.text", table.get("text", d.text), MAX_LABEL_TEXT, required=True)
+    if not text.strip() or any(not ch.isprintable() for ch in text):
+        raise UsageError(f"{where}.text", "must be one line of printable characters, not only spaces", repr(text))
+    position = table.get("position", d.position)
+    if position not in LABEL_POSITIONS:
+        raise UsageError(f"{where}.position", f"must be one of {', '.join(LABEL_POSITIONS)}", repr(position))
+    start = _number(f"{where}.start_seconds", table.get("start_seconds", d.start_seconds))
+    if not MIN_LABEL_SECONDS <= start <= MAX_LABEL_SECONDS:
+        rule = f"must be from {MIN_LABEL_SECONDS:g} (GB 45438: at least 2 s at the start) to {MAX_LABEL_SECONDS:g}"
+        raise UsageError(f"{where}.start_seconds", rule, start)
+    size = _number(f"{where}.size", table.get("size", d.size))
+    if not MIN_LABEL_SIZE <= size <= MAX_LABEL_SIZE:
+        rule = f"must be from {MIN_LABEL_SIZE:g} (GB 45438: text at least 5 % of the short side) to {MAX_LABEL_SIZE:g}"
+        raise UsageError(f"{where}.size", rule, size)
+    font = table.get("font")
+    if font is not None:
+        font = _text(f"{where}.font", font, MAX_LONG_TEXT, required=True)
+        if not Path(font).is_absolute():
+            font = str(Path(path).parent / font)
+    provider = table.get("provider")
+    if provider is not None:
+        provider = _text(f"{where}.provider", provider, MAX_TEXT, required=True).strip()
+        if not provider:
+            raise UsageError(f"{where}.provider", "must be a non-empty string", repr(table.get("provider")))
+    return DisclosurePolicy(visible, text, position, start, persistent, size, font, provider)
+
+
+def _parse_compliance(path: str, table: Any) -> tuple[str, ...]:
+    from gate.compliance import ROW_IDS  # imported here: gate.compliance may grow imports of its own
+
+    where = f"{path}: compliance"
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - COMPLIANCE_KEYS
+    if unknown:
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(COMPLIANCE_KEYS))}")
+    ids = table.get("require", [])
+    rule = "must be a list of unique compliance row ids (gate.compliance.ROW_IDS)"
+    if not isinstance(ids, list):
+        raise UsageError(f"{where}.require", rule, type(ids).__name__)
+    for row in ids:
+        if not isinstance(row, str) or row not in ROW_IDS:
+            raise UsageError(f"{where}.require", f"{rule}: {', '.join(ROW_IDS)}", repr(row)[:60])
+    dupes = sorted({r for r in ids if ids.count(r) > 1})
+    if dupes:
+        raise UsageError(f"{where}.require", rule, f"duplicate {dupes[0]!r}")
+    return tuple(ids)
+
+
 def _text(where: str, value: Any, limit: int, *, required: bool) -> str:
     if value is None and not required:
         return ""
@@ -303,7 +405,9 @@ def parse(text: str, path: str = "<policy>") -> Policy:
     regression = _parse_regression(path, data["regression"]) if "regression" in data else None
     allow_unpinned = _parse_weights(path, data["weights"]) if "weights" in data else False
     review = _parse_review(path, data["review"]) if "review" in data else None
-    return Policy(name, version, checks, regression, text, path, allow_unpinned, review)
+    disclosure = _parse_disclosure(path, data["disclosure"]) if "disclosure" in data else None
+    required_rows = _parse_compliance(path, data["compliance"]) if "compliance" in data else ()
+    return Policy(name, version, checks, regression, text, path, allow_unpinned, review, disclosure, required_rows)
 
 
 def load(path: str | Path | None = None) -> Policy:

@@ -264,6 +264,7 @@ def test_the_shipped_offline_review_policy_is_the_offline_policy_with_review():
     assert reviewed.name == "offline-review" and reviewed.checks == offline.checks
     assert reviewed.allow_unpinned_weights == offline.allow_unpinned_weights
     assert reviewed.review == policy.ReviewPolicy(2, True, policy.DEFAULT_REASON_CODES)
+    assert reviewed.disclosure == offline.disclosure and reviewed.compliance_required == offline.compliance_required
 
 
 @pytest.mark.parametrize(
@@ -305,3 +306,128 @@ def test_fifty_reason_codes_are_allowed_and_fifty_one_are_not():
 def test_review_must_be_a_table():
     with pytest.raises(UsageError, match=r"p\.toml: review: must be a table"):
         policy.parse("review = 2\n" + REVIEW_BASE, "p.toml")
+
+
+# --- [disclosure] and [compliance] ------------------------------------------------------------------------------------
+
+SHIPPED = ("default_policy.toml", "policies/offline.toml", "policies/offline-review.toml")
+REQUIRED_ROWS = (
+    "eu-ai-act-50-2",
+    "eu-code-1-1-2-watermark",
+    "ca-sb942-latent",
+    "cn-gb45438-implicit",
+    "cn-gb45438-explicit",
+    "eu-ai-act-50-4-label",
+    "consent",
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_policies_burn_the_label_and_require_the_compliance_rows(name):
+    from importlib import resources
+
+    p = policy.parse(resources.files("gate").joinpath(name).read_text(encoding="utf-8"), name)
+    assert p.disclosure == policy.DisclosurePolicy(
+        visible=True, text="AI-generated", position="top-right", start_seconds=3.0, persistent=True, size=0.06
+    )
+    assert p.compliance_required == REQUIRED_ROWS
+
+
+def test_without_the_tables_no_label_and_no_required_rows():
+    assert POLICY.disclosure is None and POLICY.compliance_required == ()
+
+
+def test_an_empty_disclosure_table_takes_the_documented_defaults():
+    d = policy.parse(REVIEW_BASE + "[disclosure]\n").disclosure
+    assert d == policy.DisclosurePolicy()
+    assert (d.visible, d.text, d.position, d.start_seconds, d.persistent, d.size, d.font, d.provider) == (
+        True, "AI-generated", "top-right", 3.0, True, 0.06, None, None,
+    )  # fmt: skip
+
+
+def test_disclosure_values_are_read(tmp_path):
+    text = (
+        '[disclosure]\nvisible = false\ntext = "AI生成"\nposition = "bottom-left"\nstart_seconds = 2\n'
+        'persistent = false\nsize = 0.05\nfont = "fonts/label.otf"\nprovider = "  Example Ltd "\n'
+    )
+    d = policy.parse(REVIEW_BASE + text, str(tmp_path / "p.toml")).disclosure
+    assert d == policy.DisclosurePolicy(
+        False, "AI生成", "bottom-left", 2.0, False, 0.05, str(tmp_path / "fonts/label.otf"), "Example Ltd"
+    )
+    assert isinstance(d.start_seconds, float)
+    absolute = policy.parse(REVIEW_BASE + '[disclosure]\nfont = "/usr/share/x.ttf"\n', str(tmp_path / "p.toml"))
+    assert absolute.disclosure.font == "/usr/share/x.ttf"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "rule", "value"),
+    [
+        ('visible = "yes"', "disclosure.visible", "true or false", "'yes'"),
+        ("persistent = 1", "disclosure.persistent", "true or false", "1"),
+        ('text = ""', "disclosure.text", "non-empty string", "''"),
+        ('text = "   "', "disclosure.text", "not only spaces", "(got '"),
+        ('text = "AI\\ngenerated"', "disclosure.text", "one line", "'AI\\ngenerated'"),
+        (f'text = "{"x" * 41}"', "disclosure.text", "at most 40", "41"),
+        ("text = 3", "disclosure.text", "non-empty string", "3"),
+        ('position = "centre"', "disclosure.position", "top-left, top-right, bottom-left, bottom-right", "'centre'"),
+        ("start_seconds = 1.9", "disclosure.start_seconds", "at least 2 s", "1.9"),
+        ("start_seconds = 3601", "disclosure.start_seconds", "to 3600", "3601"),
+        ('start_seconds = "3"', "disclosure.start_seconds", "finite number", "'3'"),
+        ("start_seconds = nan", "disclosure.start_seconds", "finite number", "nan"),
+        ("size = 0.049", "disclosure.size", "at least 5 %", "0.049"),
+        ("size = 0.3", "disclosure.size", "to 0.25", "0.3"),
+        ("size = true", "disclosure.size", "finite number", "True"),
+        ('font = ""', "disclosure.font", "non-empty string", "''"),
+        ("font = 1", "disclosure.font", "non-empty string", "1"),
+        ('provider = " "', "disclosure.provider", "non-empty string", "' '"),
+        ("provider = 5", "disclosure.provider", "non-empty string", "5"),
+        ("colour = 1", "disclosure.colour", "unknown key", "visible"),
+    ],
+)
+def test_disclosure_errors_name_the_key_the_rule_and_the_value(line, key, rule, value):
+    with pytest.raises(UsageError) as exc:
+        policy.parse(REVIEW_BASE + "[disclosure]\n" + line + "\n", "p.toml")
+    text = str(exc.value)
+    assert f"p.toml: {key}" in text and rule in text and value in text, text
+    assert exc.value.exit_code == ExitCode.USAGE
+
+
+def test_disclosure_must_be_a_table():
+    with pytest.raises(UsageError, match=r"p\.toml: disclosure: must be a table"):
+        policy.parse("disclosure = true\n" + REVIEW_BASE, "p.toml")
+
+
+def test_compliance_require_is_read_in_order():
+    p = policy.parse(REVIEW_BASE + '[compliance]\nrequire = ["consent", "eu-ai-act-50-2"]\n')
+    assert p.compliance_required == ("consent", "eu-ai-act-50-2")
+    assert policy.parse(REVIEW_BASE + "[compliance]\nrequire = []\n").compliance_required == ()
+    assert policy.parse(REVIEW_BASE + "[compliance]\n").compliance_required == ()
+
+
+def test_every_compliance_row_id_may_be_required():
+    from gate.compliance import ROW_IDS
+
+    rows = ", ".join(f'"{r}"' for r in ROW_IDS)
+    assert policy.parse(REVIEW_BASE + f"[compliance]\nrequire = [{rows}]\n").compliance_required == ROW_IDS
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "rule", "value"),
+    [
+        ('require = ["gdpr"]', "compliance.require", "compliance row ids", "'gdpr'"),
+        ("require = [1]", "compliance.require", "compliance row ids", "1"),
+        ('require = "consent"', "compliance.require", "must be a list", "str"),
+        ('require = ["consent", "consent"]', "compliance.require", "unique", "duplicate 'consent'"),
+        ('rows = ["consent"]', "compliance.rows", "unknown key", "require"),
+    ],
+)
+def test_compliance_errors_name_the_key_the_rule_and_the_value(table, key, rule, value):
+    with pytest.raises(UsageError) as exc:
+        policy.parse(REVIEW_BASE + "[compliance]\n" + table + "\n", "p.toml")
+    text = str(exc.value)
+    assert f"p.toml: {key}" in text and rule in text and value in text, text
+
+
+def test_compliance_must_be_a_table():
+    with pytest.raises(UsageError, match=r"p\.toml: compliance: must be a table"):
+        policy.parse("compliance = 1\n" + REVIEW_BASE, "p.toml")
