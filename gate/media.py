@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -586,24 +587,55 @@ def write_mp4(
     *,
     crf: int = 18,
     preset: str = "medium",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Encode H.264 (yuv420p, libx264) + AAC mono into ``path`` atomically; ``frames`` may be a lazy iterator.
 
-    Odd widths/heights are padded by one replicated row/column to the next even size.
+    Odd widths/heights are padded by one replicated row/column to the next even size. ``metadata`` becomes container
+    tags in ``moov/udta/meta`` (movflags ``use_metadata_tags``, so any key is kept, e.g. GB 45438's ``AIGC``);
+    ``ffprobe -show_format`` lists them as ``TAG:<key>`` and ``read_container_metadata`` reads them back.
     """
     if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
         raise UsageError("fps", "must be a positive finite number", fps)
     if not 0 <= int(crf) <= 51:
         raise UsageError("crf", "must be in 0..51", crf)
+    tags = _check_metadata(metadata)
     audio = _check_audio(audio, sample_rate)
     target = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
+    movflags = "+faststart+use_metadata_tags" if tags else "+faststart"
     with atomic_path(target) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": movflags}) as out:
+            out.metadata.update(tags)
             n = _encode_all(out, frames, rate, audio, sample_rate, crf, preset)
         if n == 0:
             raise UsageError("frames", "must contain at least one frame", "0 frames")
     return target
+
+
+_TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Container tags: ASCII keys (letters, digits, ``_.-``; at most 64), string values without NUL (a NUL would cut
+    the value short in the container)."""
+    if metadata is None:
+        return {}
+    tags: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not (isinstance(key, str) and _TAG_KEY.match(key)):
+            raise UsageError("metadata", "keys must be 1-64 ASCII letters, digits, '_', '.' or '-'", repr(key))
+        if not isinstance(value, str) or "\x00" in value:
+            raise UsageError(f"metadata.{key}", "must be a string without NUL characters", repr(value)[:80])
+        tags[key] = value
+    return tags
+
+
+def read_container_metadata(path: str | Path) -> dict[str, str]:
+    """The container-level metadata tags of a media file (e.g. ``AIGC``), as PyAV/FFmpeg read them."""
+    p = Path(path)
+    with _open(p) as c:
+        return {str(k): str(v) for k, v in c.metadata.items()}
 
 
 def _encode_all(

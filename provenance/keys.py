@@ -213,10 +213,28 @@ class SignerHandle:
         info = c2pa.C2paSignerInfo(alg, self.chain_pem, self._key_pem, self.tsa_url.encode() if self.tsa_url else None)
         return c2pa.Signer.from_info(info)
 
+    @property
+    def kind(self) -> str:
+        """Where the key is: "pem" (held here) or "callback" (a KMS/HSM signs; the key never leaves it)."""
+        return "callback" if self._callback is not None else "pem"
+
+    def local_signer_settings(self) -> dict[str, object] | None:
+        """The c2pa-rs ``Settings`` form of this signer (``{"alg", "sign_cert", "private_key", "tsa_url"}``, the shape
+        of the ``signer.local`` and ``cawg_x509_signer.local`` tables), or None for a callback signer, whose key is not
+        here. It HOLDS THE PRIVATE KEY: hand it only to ``c2pa.Settings``; never log, print or store it."""
+        if self._callback is not None or self._key_pem is None:
+            return None
+        return {
+            "alg": self.alg,
+            "sign_cert": self.chain_pem.decode("ascii"),
+            "private_key": self._key_pem.decode("ascii"),
+            "tsa_url": self.tsa_url,
+        }
+
     def to_dict(self) -> dict[str, object]:
         return {
             "alg": self.alg,
-            "kind": "callback" if self._callback is not None else "pem",
+            "kind": self.kind,
             "development": self.development,
             "tsa_url": self.tsa_url,
             "leaf": self.leaf.to_dict(),

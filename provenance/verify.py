@@ -63,7 +63,7 @@ class VerifyReport:
             out.append(f"no C2PA manifest ({m.note or 'never signed, or stripped by a remux/re-encode'})")
         elif not m.validates:
             out.append(f"manifest {m.state}: {', '.join(m.failure_codes) or 'no failure code given'}")
-        elif self.require_trusted and m.state != "Trusted":
+        elif self.require_trusted and not m.signer_trusted:
             out.append(f"manifest {m.state} but its signer is not trusted: {', '.join(m.failure_codes)}")
         if m.present and m.soft_binding is None:
             out.append("manifest has no c2pa.soft-binding assertion naming the watermark")
@@ -98,7 +98,14 @@ class VerifyReport:
             "watermark": self.watermark.to_dict(),
             "agreement": self.agreement,
             "record": self.record,
+            "disclosure": self.disclosure,
         }
+
+    @property
+    def disclosure(self) -> dict[str, str] | None:
+        """The manifest's disclosure fields (provider, system, version, created, id), or None without one."""
+        found = self.manifest.disclosure
+        return found.to_dict() if found is not None else None
 
 
 def verify(

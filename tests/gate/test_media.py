@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -651,3 +652,31 @@ def test_every_accepted_portrait_and_speech_format_is_signed_as_an_ingredient(sp
         media.read_image(tmp_path / "face.bmp")
     with pytest.raises(InputError, match="got a BMP image"):
         ingredient_mime(tmp_path / "face.bmp")
+
+
+def test_container_metadata_round_trip_and_ffprobe(tmp_path: Path) -> None:
+    aigc = '{"Label":"1","ContentProducer":"供应商 Ltd"}'  # any string; provenance.disclosure validates the JSON
+    out = media.write_mp4(tmp_path / "tagged.mp4", _clip(4), 25.0, metadata={"AIGC": aigc, "comment": "x"})
+    tags = media.read_container_metadata(out)
+    assert tags["AIGC"] == aigc and tags["comment"] == "x"
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"TAG:AIGC={aigc}" in probe.splitlines()
+    untagged = media.write_mp4(tmp_path / "untagged.mp4", _clip(4), 25.0)
+    assert "AIGC" not in media.read_container_metadata(untagged)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "subject"),
+    [
+        ({"": "x"}, "metadata"),
+        ({"A IGC": "x"}, "metadata"),
+        ({"AIGC": "a\x00b"}, "metadata.AIGC"),
+        ({"k": 3}, "metadata.k"),
+    ],
+)
+def test_bad_container_metadata_is_refused_before_writing(tmp_path: Path, metadata, subject) -> None:
+    with pytest.raises(UsageError, match=rf"^{re.escape(subject)}: "):
+        media.write_mp4(tmp_path / "bad.mp4", _clip(2), 25.0, metadata=metadata)
+    assert list(tmp_path.iterdir()) == []

@@ -38,7 +38,10 @@ def _report(manifest, wm: WatermarkCheck, require_trusted: bool = False) -> Veri
 def test_full_agreement_verifies(signed, root_pem):
     report = _report(read_manifest(signed, trust_anchors_pem=root_pem), _wm(PAYLOAD.hex()))
     assert report.verified and report.reasons == [] and report.payload_hex == PAYLOAD.hex()
-    assert report.to_dict()["manifest"]["state"] == "Trusted"
+    # the claim signer is trusted; c2pa-rs says "Valid" only because the CAWG identity credential reads untrusted
+    assert report.to_dict()["manifest"]["state"] == "Valid" and report.manifest.signer_trusted
+    strict = _report(read_manifest(signed, trust_anchors_pem=root_pem), _wm(PAYLOAD.hex()), require_trusted=True)
+    assert strict.verified
 
 
 def test_untrusted_passes_unless_trust_is_required(signed):
