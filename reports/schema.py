@@ -28,6 +28,12 @@ History: 1.1 adds ``pinned_sha256``, ``status`` and ``verified`` to each ``weigh
 (1.0 records, whose entries have none, still read). 1.2 adds the decision ``pending`` and the optional ``review``
 (``ReviewRecord``: the policy's ``[review]`` rules, the submitter, the state and the ledger's review events, among
 them ``comment`` events with an optional ``frame``); 1.0 and 1.1 records, which have neither, still read.
+1.3 adds the compliance matrix ``compliance`` (``ComplianceRow``: one row per legal or standards obligation, its
+status on the final file and the evidence; required and non-empty from 1.3), and the optional ``disclosure``
+(``DisclosureRecord``: the latent disclosure fields signed into the manifest), ``consent`` (``ConsentRef``: the consent
+check, by consent id — never a name or an embedding) and ``label`` (``LabelRecord``: the visible label burned in and
+its check on the final file). All four are written only when present, so a 1.0-1.2 record reads and serialises (and
+digests) exactly as before.
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from reports.errors import ExitCode
 from reports.hashing import sha256_file
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 AWAITING_REVIEW_EXIT = int(ExitCode.AWAITING_REVIEW)  # 6
 SCHEMA_ID = "https://hallo3-gate.invalid/schema/gate-record-1.json"  # an identifier only, never fetched
 
@@ -483,6 +489,178 @@ class ReviewRecord(_Model):
         return None
 
 
+# --- compliance (schema 1.3) -----------------------------------------------------------------------------------------
+
+# The requirement ids of the compliance matrix, in matrix order. gate.compliance.REQUIREMENTS holds the requirement
+# text and sources for the same ids (a test keeps the two equal); the schema knows the ids so that no record can carry
+# a row nobody defined.
+ComplianceId = Literal[
+    "eu-ai-act-50-2",
+    "eu-code-1-1-2-watermark",
+    "rfc3161-timestamp",
+    "ca-sb942-latent",
+    "ca-sb942-detection",
+    "eu-ai-act-50-4-label",
+    "cn-gb45438-explicit",
+    "cn-gb45438-implicit",
+    "c2pa-watermark-action",
+    "c2pa-soft-binding",
+    "c2pa-manifest-recovery",
+    "cawg-identity",
+    "cawg-training-mining",
+    "cn-art9-retention",
+    "consent",
+]
+COMPLIANCE_IDS: tuple[str, ...] = get_args(ComplianceId)
+ComplianceStatus = Literal["met", "not_met", "not_applicable", "not_checked"]
+COMPLIANCE_STATUSES: tuple[str, ...] = get_args(ComplianceStatus)
+# how every report names each status (one table for HTML, PDF, Markdown and JUnit)
+COMPLIANCE_LABELS: dict[str, str] = {
+    "met": "met",
+    "not_met": "not met",
+    "not_applicable": "not applicable",
+    "not_checked": "not checked",
+}
+
+
+class ComplianceRow(_Model):
+    """One obligation and whether the final file meets it, on what evidence.
+
+    ``met``: the evidence (what was looked at: an assertion label and field, a measurement, with their values) shows
+    the obligation is met — never from configuration alone. ``not_met``: the evidence shows it is not, or the project
+    cannot meet it (the reason says which). ``not_applicable``: the obligation does not apply to this file (the reason
+    says why). ``not_checked``: the gate could not look (the reason says what was missing); it is not a pass.
+    """
+
+    id: ComplianceId = Field(description="the requirement id (gate.compliance.REQUIREMENTS)")
+    requirement: str = Field(min_length=1, description="the requirement in one line")
+    source: str = Field(min_length=1, description="the law, standard or guidance it comes from")
+    status: ComplianceStatus
+    evidence: list[str] = Field(
+        default_factory=list, description="what was looked at: assertion label, field, measurement, with values"
+    )
+    reason: str | None = Field(default=None, description="why not met / not applicable / not checked")
+
+    @model_validator(mode="after")
+    def _evidence_or_reason(self) -> Self:
+        if self.status == "met" and not any(e.strip() for e in self.evidence):
+            raise ValueError(f"compliance row {self.id!r}: 'met' needs the evidence it rests on")
+        if self.status != "met" and not (self.reason or "").strip():
+            raise ValueError(f"compliance row {self.id!r}: status {self.status!r} needs a reason")
+        return self
+
+    @property
+    def met(self) -> bool:
+        return self.status == "met"
+
+
+def _iso_utc(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"must be an ISO 8601 time, not {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"must be an ISO 8601 time with its zone (UTC), not {value!r}")
+    return value
+
+
+class DisclosureRecord(_Model):
+    """The latent disclosure signed into the manifest (``provenance.disclosure.Disclosure``; California SB 942
+    §22757.3(b), EU AI Act Art. 50(2)), as read back from the final file."""
+
+    provider: str = Field(min_length=1, description="the provider's name, from configuration or policy")
+    system: str = Field(min_length=1, description="system name: generator model and hallo3-gate")
+    version: str = Field(min_length=1, description="system version: model weights hash and hallo3-gate version")
+    created: str = Field(description="creation time, UTC ISO 8601")
+    id: str = Field(min_length=1, description="the unique id of this output")
+
+    @field_validator("created")
+    @classmethod
+    def _created_is_a_time(cls, value: str) -> str:
+        return _iso_utc(value)
+
+    @classmethod
+    def from_disclosure(cls, data: Mapping[str, Any] | Any) -> DisclosureRecord:
+        """From ``Disclosure.to_dict()`` (or the Disclosure itself): the five fields, nothing else."""
+        if not isinstance(data, Mapping):
+            data = data.to_dict()
+        return cls(**{k: data.get(k) for k in ("provider", "system", "version", "created", "id")})
+
+
+ConsentStatus = Literal["matched", "no_record", "no_match", "expired", "revoked", "deleted", "no_face"]
+
+
+class ConsentRef(_Model):
+    """The consent check of the depicted person (``gate.consent.ConsentOutcome``), by consent id only: the record's
+    name and face embedding are personal (biometric) data and never enter a record."""
+
+    consent_id: str | None = Field(description="the matched (or best, if expired/revoked) consent record's id")
+    status: ConsentStatus
+    similarity: float | None = Field(description="reference portrait vs the record's embedding")
+    threshold: float = Field(description="the identity backend's same-person threshold")
+    backend: str = Field(min_length=1, description="the identity backend (and its weights)")
+    output_similarity: float | None = Field(default=None, description="the output's faces vs the record, if measured")
+    reason: str | None = Field(default=None, description="why it is not matched")
+
+    @model_validator(mode="after")
+    def _matched_names_its_record(self) -> Self:
+        if self.status == "matched" and (self.consent_id is None or self.similarity is None):
+            raise ValueError("a matched consent names its consent id and the similarity it was matched with")
+        for name in ("similarity", "threshold", "output_similarity"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"consent {name} is not finite ({value!r})")
+        return self
+
+    @classmethod
+    def from_outcome(cls, data: Mapping[str, Any] | Any) -> ConsentRef:
+        """From ``ConsentOutcome.to_dict()`` (or the outcome itself): the listed fields only, so nothing else the
+        outcome may carry can reach the record."""
+        if not isinstance(data, Mapping):
+            data = data.to_dict()
+        return cls(**{k: data.get(k) for k in cls.model_fields if k in data})
+
+
+class LabelRecord(_Model):
+    """The visible disclosure label the policy burned in (``gate.label.LabelSpec``) and its check on the final
+    file's frames (``gate.label.LabelCheck``)."""
+
+    text: str = Field(min_length=1)
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+    start_seconds: float = Field(ge=0, description="the label is shown on every frame before this time")
+    persistent: bool = Field(description="a small mark stays on every later frame")
+    size: float = Field(gt=0, le=1, description="text height as a fraction of the short side")
+    font: str | None = Field(default=None, description="the font file used")
+    font_sha256: Sha256 | None = None
+    frames_checked: int = Field(ge=0)
+    frames_labelled: int = Field(ge=0)
+    first_unlabelled_frame: int | None = Field(default=None, ge=0)
+    seconds_required: float = Field(ge=0)
+    seconds_labelled: float = Field(ge=0)
+    persistent_frames: int | None = Field(default=None, ge=0)
+    persistent_labelled: int | None = Field(default=None, ge=0)
+    worst_correlation: float | None = Field(default=None, description="lowest per-frame match to the label template")
+    worst_contrast: float | None = Field(default=None, description="lowest per-frame stroke contrast")
+    ok: bool = Field(description="every frame before start_seconds (and, if persistent, every later one) is labelled")
+    reason: str | None = Field(default=None, description="why not ok")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.frames_labelled > self.frames_checked:
+            raise ValueError(f"label: {self.frames_labelled} frames labelled of {self.frames_checked} checked")
+        if not self.ok and not (self.reason or "").strip():
+            raise ValueError("label: a failed check gives its reason")
+        return self
+
+    @classmethod
+    def from_check(cls, data: Mapping[str, Any] | Any) -> LabelRecord:
+        """From ``LabelCheck.to_dict()`` (or the check itself); the spec's fields may be nested under ``spec``."""
+        if not isinstance(data, Mapping):
+            data = data.to_dict()
+        flat = {**dict(data.get("spec") or {}), **{k: v for k, v in data.items() if k != "spec"}}
+        return cls(**{k: flat[k] for k in cls.model_fields if k in flat})
+
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -520,6 +698,19 @@ class GateRecord(_Model):
     keyframes: list[Keyframe] = Field(default_factory=list, max_length=32)
     review: ReviewRecord | None = Field(
         default=None, description="since 1.2: the human review the policy asked for (absent: none was)"
+    )
+    compliance: list[ComplianceRow] = Field(
+        default_factory=list,
+        description="since 1.3 (required, non-empty): the compliance matrix of the final file, one row per requirement",
+    )
+    disclosure: DisclosureRecord | None = Field(
+        default=None, description="since 1.3: the latent disclosure fields read back from the manifest (absent: none)"
+    )
+    consent: ConsentRef | None = Field(
+        default=None, description="since 1.3: the consent check, by consent id (absent: not checked)"
+    )
+    label: LabelRecord | None = Field(
+        default=None, description="since 1.3: the visible label and its check on the final file (absent: none)"
     )
 
     @field_validator("run_id")
@@ -563,6 +754,16 @@ class GateRecord(_Model):
         minor = int(self.schema_version.split(".")[1])
         if minor < 2 and (self.decision == "pending" or self.review is not None):
             raise ValueError(f"schema {self.schema_version} has no human review (pending, review): that is 1.2")
+        compliance_parts = [n for n in ("disclosure", "consent", "label") if getattr(self, n) is not None]
+        if minor < 3 and (self.compliance or compliance_parts):
+            parts = ", ".join((["compliance"] if self.compliance else []) + compliance_parts)
+            raise ValueError(f"schema {self.schema_version} has no compliance matrix ({parts}): that is 1.3")
+        if minor >= 3 and not self.compliance:
+            raise ValueError(f"schema {self.schema_version}: a record carries its compliance matrix (compliance)")
+        ids = [row.id for row in self.compliance]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate compliance rows: {', '.join(dupes)}")
         if self.review is not None and self.review.state != self.decision:
             raise ValueError(f"decision {self.decision!r} contradicts the review's state {self.review.state!r}")
         blocking = [c.name for c in self.checks if c.required and c.outcome != "pass"]
@@ -601,9 +802,20 @@ class GateRecord(_Model):
         return counts
 
     def _dump(self, exclude: set[str] | None = None) -> dict[str, Any]:
-        """JSON-mode fields; ``review`` only when there is one, so a record without review is written as before 1.2."""
-        skip = set(exclude or ()) | ({"review"} if self.review is None else set())
+        """JSON-mode fields; ``review`` (1.2), ``compliance``, ``disclosure``, ``consent`` and ``label`` (1.3) only
+        when present, so a record without them is written (and digested) exactly as before those versions."""
+        absent = {n for n in ("review", "disclosure", "consent", "label") if getattr(self, n) is None}
+        skip = set(exclude or ()) | absent | (set() if self.compliance else {"compliance"})
         return self.model_dump(mode="json", exclude=skip)
+
+    def compliance_row(self, row_id: str) -> ComplianceRow | None:
+        return next((row for row in self.compliance if row.id == row_id), None)
+
+    def compliance_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(COMPLIANCE_STATUSES, 0)
+        for row in self.compliance:
+            counts[row.status] += 1
+        return counts
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """The record as JSON: fields in schema order, free-form objects with sorted keys."""

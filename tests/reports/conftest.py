@@ -59,11 +59,121 @@ def _keyframes(seed: int) -> list[dict]:
     return [dict(k) for k in _keyframes_cached(seed)]
 
 
-def build_record_dict(variant: str = "released", *, seed: int = 0, model: str = "hallo3", shift: float = 0.0) -> dict:
+SIGNED = "C2PA manifest urn:c2pa:5f1e: Valid, signed by hallo3-gate DEVELOPMENT signer"
+
+
+def _row(rid: str, status: str, evidence: list[str], reason: str | None = None) -> dict:
+    from gate.compliance import requirement
+
+    req = requirement(rid)
+    return {
+        "id": rid,
+        "requirement": req.requirement,
+        "source": req.source,
+        "status": status,
+        "evidence": evidence,
+        "reason": reason,
+    }
+
+
+def compliance_rows(payload: str = "a5c30000") -> list[dict]:
+    """The matrix of a released output under the default offline policy (no TSA, the in-house watermark), written
+    out as the gate fills it — every status appears, and hostile-looking text where a value could carry it."""
+    return [
+        _row(
+            "eu-ai-act-50-2", "met", [SIGNED, "c2pa.actions: c2pa.created, digitalSourceType trainedAlgorithmicMedia"]
+        ),
+        _row("eu-code-1-1-2-watermark", "met", [f"watermark org.hallo3-gate.rivagan-vote.v2: payload {payload}"]),
+        _row("rfc3161-timestamp", "not_met", [SIGNED], "no time-stamping authority configured ($HALLO3_GATE_TSA_URL)"),
+        _row("ca-sb942-latent", "met", [SIGNED, "org.hallo3-gate.disclosure: provider Example <Studios> & Co"]),
+        _row(
+            "ca-sb942-detection",
+            "met",
+            ["answer rests on: c2pa_manifest, watermark, ledger"],
+            "public access: operator",
+        ),
+        _row("eu-ai-act-50-4-label", "met", ["visible label 'AI-generated' at top-right: 75 of 75 frames"]),
+        _row("cn-gb45438-explicit", "met", ["visible label 'AI-generated' at top-right: 75 of 75 frames"]),
+        _row(
+            "cn-gb45438-implicit", "met", ["container metadata AIGC: Label=1, ContentProducer=Example <Studios> & Co"]
+        ),
+        _row("c2pa-watermark-action", "met", ["c2pa.actions: c2pa.watermarked.bound", "scope.timespan 0-5000 ms"]),
+        _row(
+            "c2pa-soft-binding",
+            "not_met",
+            ["c2pa.soft-binding alg org.hallo3-gate.rivagan-vote.v2"],
+            "not on the C2PA soft-binding algorithm list",
+        ),
+        _row("c2pa-manifest-recovery", "met", [f"watermark payload {payload} -> ledger row 7"]),
+        _row("cawg-identity", "not_applicable", [], "signed by a KMS signer: no CAWG identity <b>possible</b>"),
+        _row("cawg-training-mining", "met", ["cawg.training-mining: 4 entries, all notAllowed"]),
+        _row("cn-art9-retention", "not_checked", ["retention 365 days (default)"], "no ledger to verify"),
+        _row("consent", "met", ["consent cns-0123456789ab: matched, similarity 0.830 (threshold 0.6, facenet)"]),
+    ]
+
+
+def compliance_parts() -> dict:
+    """disclosure, consent and label of a 1.3 record (consent by id only)."""
+    return {
+        "disclosure": {
+            "provider": "Example <Studios> & Co",
+            "system": "hallo3 (Hallo3 official) / hallo3-gate",
+            "version": "model 3f2a9c01b4de; hallo3-gate 0.9.0",
+            "created": "2026-11-23T23:19:00Z",
+            "id": "urn:uuid:0b0e3c52-5d0c-4c1e-9d39-7d0f3a2b1c11",
+        },
+        "consent": {
+            "consent_id": "cns-0123456789ab",
+            "status": "matched",
+            "similarity": 0.83,
+            "threshold": 0.6,
+            "backend": "facenet",
+            "output_similarity": 0.79,
+        },
+        "label": {
+            "text": "AI-generated",
+            "position": "top-right",
+            "start_seconds": 3.0,
+            "persistent": True,
+            "size": 0.06,
+            "font": "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+            "font_sha256": _sha("font"),
+            "frames_checked": 125,
+            "frames_labelled": 125,
+            "seconds_required": 3.0,
+            "seconds_labelled": 5.0,
+            "ok": True,
+        },
+    }
+
+
+def build_record_dict(
+    variant: str = "released",
+    *,
+    seed: int = 0,
+    model: str = "hallo3",
+    shift: float = 0.0,
+    compliance: bool = False,
+) -> dict:
     """A full record as the gate would fill it. ``variant``: released | failed | unmeasured.
 
     ``shift`` moves Sync-C and identity up (to fake a better model in comparison tests); ``seed`` varies the noise.
+    ``compliance``: a record of the current schema (1.3) with its compliance matrix, disclosure, consent and label;
+    else a 1.0 record as before.
     """
+    data = _build_record_dict(variant, seed=seed, model=model, shift=shift)
+    if compliance:
+        from reports.schema import SCHEMA_VERSION
+
+        data["schema_version"] = SCHEMA_VERSION
+        for w in data["weights"]:
+            w.update(pinned_sha256=w["sha256"], status="verified", verified=True)
+        data["compliance"] = compliance_rows(data["watermark"]["payload"])
+        data.update(compliance_parts())
+    return data
+
+
+def _build_record_dict(variant: str, *, seed: int, model: str, shift: float) -> dict:
     rng = np.random.default_rng(seed)
     run_id = f"20261123T231900Z-{model}-{seed:04d}-{variant}"
     created = datetime(2026, 11, 23, 23, 19, tzinfo=UTC) + timedelta(minutes=seed)
