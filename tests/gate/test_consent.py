@@ -305,3 +305,129 @@ def test_a_schema_2_database_has_no_records_until_the_first_add_migrates_it(tmp_
     assert old.layout == 2  # reading wrote nothing
     rec = _add(old, portraits[0], evidence, backend)
     assert old.layout == 3 and [r.id for r in C.list_records(Database.open(path))] == [rec.id]
+
+
+# --- the command line (through gate.cli.main, as a user runs it) ---------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """``run(argv) -> (exit code, stdout, stderr)`` through ``gate.cli.main`` with ``consent`` registered."""
+    import gate.cli
+    from gate.cli_consent import consent_app
+
+    if not any(g.name == "consent" for g in gate.cli.app.registered_groups):  # until gate.cli registers it itself
+        gate.cli.app.add_typer(consent_app, name="consent")
+    for var in ("HALLO3_GATE_DB", "HALLO3_GATE_LEDGER", "HALLO3_GATE_USER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HALLO3_GATE_DEBUG", "0")
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = gate.cli.main(argv)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_cli_add_list_revoke_delete(cli, tmp_path, portraits, evidence):
+    dbf = ["--db", str(tmp_path / "gate.sqlite")]
+    add = ["consent", "add", "--name", NAME, "--portrait", str(portraits[0]), "--evidence", str(evidence), *dbf]
+    code, out, err = cli([*add, "--scope", SCOPE, "--expires", "2099-01-31", "--actor", "ops"])
+    assert code == 0, err
+    cid = out.split()[2]
+    assert C.CONSENT_ID.fullmatch(cid) and out.strip() == f"added consent {cid} (expires 2099-01-31)"
+    assert NAME not in out
+
+    add_other = ["consent", "add", "--name", "Other", "--portrait", str(portraits[1]), "--evidence", str(evidence)]
+    code, out, _ = cli([*add_other, "--json", *dbf])
+    other = json.loads(out)
+    assert code == 0 and other["status"] == "active" and other["expires_at"] is None and "name" not in other
+
+    code, out, _ = cli(["consent", "list", "--json", *dbf])
+    listed = json.loads(out)
+    assert code == 0 and [(r["id"], r["name"], r["status"]) for r in listed] == [
+        (cid, NAME, "active"),
+        (other["id"], "Other", "active"),
+    ]
+    assert all("embedding" not in r for r in listed)
+
+    assert cli(["consent", "revoke", cid, "--reason", "withdrawn", "--actor", "ops", *dbf])[:2] == (
+        0,
+        f"revoked consent {cid}\n",
+    )
+    code, out, _ = cli(["consent", "list", "--json", *dbf])
+    assert [r["id"] for r in json.loads(out)] == [other["id"]]  # only the active ones by default
+    code, out, _ = cli(["consent", "delete", cid, "--actor", "dpo", *dbf])
+    assert code == 0 and out.startswith(f"deleted consent {cid}:")
+    code, out, _ = cli(["consent", "list", "--all", "--json", *dbf])
+    assert [(r["id"], r["status"], r["name"]) for r in json.loads(out)] == [
+        (cid, "deleted", None),
+        (other["id"], "active", "Other"),
+    ]
+    code, out, _ = cli(["consent", "list", "--all", *dbf])
+    assert code == 0 and "(erased)" in out and "deleted" in out and "Other" in out
+    rows = Ledger(str(tmp_path / "gate.sqlite")).rows(kind="consent")
+    assert [(r.decision, r.actor) for r in rows] == [
+        ("add", "ops"),
+        ("add", _os_user()),  # no --actor and no $HALLO3_GATE_USER: the OS user
+        ("revoke", "ops"),
+        ("delete", "dpo"),
+    ]
+
+
+def _os_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def test_cli_prints_a_name_escaped(cli, tmp_path, portraits, evidence):
+    dbf = ["--db", str(tmp_path / "gate.sqlite")]
+    sly = "Ann \u202egnp.exe"  # a right-to-left override would reorder the line on a terminal
+    assert (
+        cli(["consent", "add", "--name", sly, "--portrait", str(portraits[0]), "--evidence", str(evidence), *dbf])[0]
+        == 0
+    )
+    code, out, _ = cli(["consent", "list", *dbf])
+    assert code == 0 and "\u202e" not in out and "\\u202e" in out
+
+
+def test_cli_errors_name_the_argument_and_exit_with_their_code(cli, tmp_path, portraits, evidence):
+    dbf = ["--db", str(tmp_path / "gate.sqlite")]
+    base = ["consent", "add", "--name", "Ann", "--portrait", str(portraits[0]), "--evidence", str(evidence), *dbf]
+    code, _, err = cli([*base, "--expires", "31.12.2027"])
+    assert code == ExitCode.USAGE and "--expires" in err and "YYYY-MM-DD" in err
+    code, _, err = cli([*base, "--expires", "2001-01-01"])
+    assert code == ExitCode.USAGE and "--expires" in err and "today or later" in err
+    code, _, err = cli(
+        [
+            "consent",
+            "add",
+            "--name",
+            "Ann",
+            "--portrait",
+            str(portraits[0]),
+            *dbf,
+            "--evidence",
+            str(tmp_path / "no.pdf"),
+        ]
+    )
+    assert code == ExitCode.INPUT and "no.pdf" in err and "evidence file must exist" in err
+    from PIL import Image
+
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(tmp_path / "wall.jpg")
+    code, _, err = cli(
+        ["consent", "add", "--name", "Ann", "--portrait", str(tmp_path / "wall.jpg"), "--evidence", str(evidence), *dbf]
+    )
+    assert code == ExitCode.INPUT and "wall.jpg" in err and "face" in err
+    code, _, err = cli(["consent", "revoke", "cns-0123456789ab", *dbf])
+    assert code == ExitCode.USAGE and "cns-0123456789ab" in err and "no such consent record" in err
+    code, _, err = cli(["consent", "delete", "bogus", *dbf])
+    assert code == ExitCode.USAGE and "cns-<12 hex digits>" in err
+    code, _, err = cli(["consent", "list", "--db", str(tmp_path / "absent.sqlite")])
+    assert code == ExitCode.USAGE and "absent.sqlite" in err
+    assert not (tmp_path / "absent.sqlite").exists()
+    code, out, _ = cli(["consent", "list", "--json", *dbf])
+    assert code == 0 and json.loads(out) == []  # nothing was added by the refused commands
