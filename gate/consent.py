@@ -328,7 +328,8 @@ def get(db: Database, consent_id: str) -> ConsentRecord:
     row = None
     if _has(db):
         with db.reading() as tx:
-            row = tx.execute_one(f"SELECT {_COLUMNS} FROM consents WHERE id = ?", (consent_id,)) if _has(db) else None
+            if _has(db):  # the layout as read inside the snapshot
+                row = tx.execute_one(f"SELECT {_COLUMNS} FROM consents WHERE id = ?", (consent_id,))
     if row is None:
         raise NotFound(consent_id, "no such consent record")
     return ConsentRecord.from_row(row)
