@@ -23,6 +23,7 @@ import numpy as np
 from gate import media
 from provenance import watermark
 from provenance.c2pa import SignResult, sign_mp4
+from provenance.disclosure import AIGC_KEY, AigcLabel, Disclosure
 from provenance.keys import SignerHandle
 from provenance.verify import RecordLookup, VerifyReport, verify
 from reports.atomic import atomic_path, check_output_target
@@ -73,12 +74,22 @@ def encode_watermarked(
     payload: bytes,
     crf: int = 18,
     wm_config: Any = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Watermark every frame with ``payload`` and encode H.264 + AAC to ``out_path`` (atomic; frames may stream)."""
+    """Watermark every frame with ``payload`` and encode H.264 + AAC to ``out_path`` (atomic; frames may stream).
+    ``metadata`` becomes container tags (e.g. ``AIGC``), written now, before signing, so the C2PA hard binding of the
+    later signature covers them."""
     if not 0 <= crf <= 51:
         raise UsageError("--crf", "must be an H.264 CRF between 0 and 51", crf)
     marked = watermark.embed_iter(iter(frames_or_iter), payload, wm_config)
-    return media.write_mp4(out_path, marked, fps, audio=audio, sample_rate=sample_rate, crf=crf)
+    return media.write_mp4(out_path, marked, fps, audio=audio, sample_rate=sample_rate, crf=crf, metadata=metadata)
+
+
+def aigc_metadata(disclosure: Disclosure | None, payload: bytes) -> dict[str, str] | None:
+    """The GB 45438 ``AIGC`` container tag for an output with this disclosure (None without one: no provider)."""
+    if disclosure is None:
+        return None
+    return {AIGC_KEY: AigcLabel.for_output(disclosure, watermark_payload_hex=payload.hex()).to_json()}
 
 
 def sign_and_verify(
@@ -95,6 +106,8 @@ def sign_and_verify(
     wm_config: Any = None,
     require_trusted: bool = False,
     lookup: RecordLookup | None = None,
+    disclosure: Disclosure | None = None,
+    duration_ms: int | None = None,
 ) -> tuple[SignResult, VerifyReport]:
     """Sign ``mp4`` in place (atomically), then verify it from disk. On a failed verification the signed file stays
     where it is (the caller's staging area decides its fate) and ``VerificationFailed`` (a ``ProvenanceError``)
@@ -111,6 +124,8 @@ def sign_and_verify(
         title=title or mp4.name,
         generator=generator,
         watermark_method=watermark.METHOD,
+        disclosure=disclosure,
+        duration_ms=duration_ms,
     )
     report = verify(
         mp4,
@@ -153,9 +168,15 @@ def stamp(
     generator: dict[str, Any] | None = None,
     wm_config: Any = None,
     require_trusted: bool = False,
+    provider: str | None = None,
+    generator_name: str = "unknown generator (an existing video)",
 ) -> StampResult:
     """Watermark, encode, sign and verify an existing talking-portrait video (it must have an audio track; ``audio``
-    is the speech it was made from and goes into the manifest as an ingredient, as does ``portrait``)."""
+    is the speech it was made from and goes into the manifest as an ingredient, as does ``portrait``).
+
+    With a ``provider`` (from configuration) the output also carries the disclosure assertion (system
+    ``"<generator_name> / hallo3-gate"``, model ``n/a``: no weights were hashed) and the ``AIGC`` metadata tag;
+    without one, neither (there is no provider to name)."""
     in_video, out, portrait, audio = Path(in_video), Path(out), Path(portrait), Path(audio)
     # every input and the output are checked before any decoding (exit 2 / 4 / 74, nothing written)
     check_output_target(out)
@@ -167,12 +188,26 @@ def stamp(
     clip = media.read_video(in_video, require_audio=True)
     times["read"] = time.perf_counter() - t0
     payload = payload if payload is not None else watermark.new_payload()
+    disclosure = None
+    if provider is not None:
+        try:
+            disclosure = Disclosure.new(provider=provider, generator=generator_name, tool_version=_tool_version())
+        except ValueError as exc:
+            raise UsageError("provider", "must be a provider name for the disclosure", str(exc)) from None
     tmp: Path | None = None
     try:
         with atomic_path(out, suffix=".stamp.mp4") as tmp:
             t0 = time.perf_counter()
             encode_watermarked(
-                clip.frames, clip.fps, clip.audio, clip.sample_rate, tmp, payload=payload, crf=crf, wm_config=wm_config
+                clip.frames,
+                clip.fps,
+                clip.audio,
+                clip.sample_rate,
+                tmp,
+                payload=payload,
+                crf=crf,
+                wm_config=wm_config,
+                metadata=aigc_metadata(disclosure, payload),
             )
             times["watermark_encode"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -188,6 +223,7 @@ def stamp(
                 generator=generator,
                 wm_config=wm_config,
                 require_trusted=require_trusted,
+                disclosure=disclosure,
             )
             times["sign_verify"] = time.perf_counter() - t0
     except Hallo3Error as exc:  # it happened in the temporary file, which is gone: name OUT, what the user gave
@@ -203,3 +239,12 @@ def stamp(
         verify=dataclasses.replace(report, path=str(out), manifest=dataclasses.replace(report.manifest, path=str(out))),
         seconds=times,
     )
+
+
+def _tool_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hallo3-gate")
+    except Exception:
+        return "0+unknown"
