@@ -19,6 +19,13 @@ successor's ``prev_hash`` link or leaves a gap in ``seq``; an edit changes a row
 Truncating the newest rows leaves a valid shorter chain: anchor a head hash elsewhere (``head()``; every record
 stores the row hash it got) and pass it as ``expect_head``; verify then fails if that row is gone.
 
+Retention (``gate.retention``) is the one way rows leave the ledger: the oldest rows, always a PREFIX of the chain
+(``remove_prefix_in``), in the same transaction as a ``retention`` row appended at the head whose ``record_json``
+names the last removed row (``removed_through_seq``, ``removed_last_hash``). A chain whose first row has seq N > 1
+verifies iff that row's ``prev_hash`` equals the ``removed_last_hash`` of a retention row in the chain with
+``removed_through_seq`` N - 1 (``pruned_anchor``); the retention row itself is checked like every other row, so
+editing it, or deleting one row more than it records, breaks the chain. Any other gap is still a deletion.
+
 Opening (``Ledger(locator)``; ``create=True`` also creates an absent SQLite file or the tables of an empty
 PostgreSQL database) follows ``gate.database.Database.open``: it never writes to a file it did not create, refuses
 what is not a hallo3-gate ledger untouched (exit 4), names a missing file (exit 2) or an unwritable one (exit 74).
@@ -34,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +67,7 @@ __all__ = [
     "Row",
     "VerifyReport",
     "default_path",
+    "pruned_anchor",
     "record_digest",
     "row_hash",
 ]
@@ -73,6 +82,7 @@ HASHED_V2 = tuple(c for c in COLUMNS if c not in ("record_json", "row_hash"))
 HASHED_V1 = tuple(c for c in V1_LEDGER_COLUMNS if c not in ("record_json", "row_hash"))
 HASHED = {1: HASHED_V1, 2: HASHED_V2}
 _V1_NEW_COLUMNS = ("actor", "role", "reason", "comment")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 # A layout-1 ledger (not yet migrated) read as the current layout, without writing to it.
 _V1_AS_CURRENT = (
@@ -159,7 +169,7 @@ class Ledger:
         return self.db.display
 
     def _table(self) -> str:
-        return "ledger" if self.db.layout >= SCHEMA_VERSION else _V1_AS_CURRENT
+        return "ledger" if self.db.ledger_current else _V1_AS_CURRENT
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -283,6 +293,47 @@ class Ledger:
         found = self._select("WHERE run_id = ? AND kind = 'run'", (run_id,), "ORDER BY seq LIMIT 1")
         return found[0] if found else None
 
+    def first_seq(self) -> int | None:
+        """The seq of the oldest row (1 unless retention removed a prefix); None for an empty ledger."""
+        with self.db.reading() as tx:
+            r = tx.execute_one(f"SELECT MIN(seq) AS seq FROM {self._table()}")
+        return int(r["seq"]) if r and r["seq"] is not None else None
+
+    def scan(self, columns: tuple[str, ...] = ("seq", "kind", "run_id", "created_at", "row_hash")) -> Iterator[Row]:
+        """The rows in seq order, one at a time in one read snapshot (memory does not grow with the ledger); only
+        ``columns`` are read, the others are left at their defaults (``record_json`` ``"{}"`` and ``""`` for text).
+        Close the iterator (``contextlib.closing``) when stopping early."""
+        unknown = sorted(set(columns) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown ledger column(s) {', '.join(unknown)}")
+        blank: dict[str, Any] = {c: "" for c in COLUMNS} | {"seq": 0, "payload_hex": None, "record_json": "{}"}
+        blank |= {"kind": "run", "actor": None, "role": None, "reason": None, "comment": None, "hash_version": 1}
+        with self.db.reading() as tx:
+            for r in tx.stream(f"SELECT {', '.join(columns)} FROM {self._table()} ORDER BY seq"):
+                yield Row(**(blank | {c: r[c] for c in columns}))
+
+    def remove_prefix_in(self, tx: Tx, *, first_seq: int, through_seq: int, last_hash: str) -> int:
+        """Delete the rows ``first_seq`` .. ``through_seq`` — the oldest rows, a prefix of the chain — inside the
+        caller's transaction; returns how many.
+
+        Only ``gate.retention`` calls this, in the transaction that also appends the ``retention`` row recording the
+        removal (appended first, so it links to the head). The ledger must still be as planned: its oldest row
+        ``first_seq`` and row ``through_seq`` with hash ``last_hash``; otherwise nothing is deleted (``ValueError``:
+        another removal ran meanwhile, or the rows changed)."""
+        if not self.db.ledger_current:
+            raise ValueError("a ledger of layout 1 is migrated by its first write before rows can be removed")
+        if through_seq < first_seq:
+            raise ValueError(f"no rows to remove: through seq {through_seq} is before the first seq {first_seq}")
+        first = tx.execute_one("SELECT MIN(seq) AS seq FROM ledger")
+        if first is None or first["seq"] != first_seq:
+            raise ValueError(f"the oldest ledger row is no longer seq {first_seq}")
+        got = tx.execute_one("SELECT row_hash FROM ledger WHERE seq = ?", (through_seq,))
+        if got is None or got["row_hash"] != last_hash:
+            raise ValueError(f"ledger row {through_seq} is not the row planned for removal")
+        count = tx.execute_one("SELECT COUNT(*) AS n FROM ledger WHERE seq <= ?", (through_seq,))
+        tx.execute("DELETE FROM ledger WHERE seq <= ?", (through_seq,))
+        return int(count["n"]) if count else 0
+
     def head(self) -> str:
         with self.db.reading() as tx:
             r = tx.execute_one(f"SELECT row_hash FROM {self._table()} ORDER BY seq DESC LIMIT 1")
@@ -298,15 +349,7 @@ class Ledger:
         head_seen = expect_head is None
         table = self._table()
         with self.db.reading() as tx:
-            state = _ChainState()
-            start = since_seq if since_seq is not None and since_seq > 1 else 1
-            if start > 1:
-                anchor = tx.execute_one(
-                    f"SELECT seq, row_hash, hash_version FROM {table} WHERE seq < ? ORDER BY seq DESC LIMIT 1",
-                    (start,),
-                )
-                if anchor is not None:
-                    state = _ChainState(anchor["row_hash"], int(anchor["seq"]) + 1, int(anchor["hash_version"]))
+            start, state = _start(tx, table, since_seq)
             for r in _stream(tx, f"SELECT * FROM {table} WHERE seq >= ? ORDER BY seq", (start,)):
                 row = Row.from_db(r)
                 problems += state.check(row)
@@ -317,6 +360,45 @@ class Ledger:
         if not head_seen:
             problems.append(f"anchored head {expect_head} is not in the chain — rows were removed or rewritten")
         return VerifyReport(not problems, checked, state.prev, tuple(problems))
+
+
+def _start(tx: Tx, table: str, since_seq: int | None) -> tuple[int, _ChainState]:
+    """Where ``verify`` starts walking and what that first row must link to: the row before ``since_seq`` (taken on
+    trust), else the oldest row — linked to the genesis hash, or, when retention removed the rows before it, to the
+    last removed row's hash that a retention row records (``pruned_anchor``). With neither, the walk expects seq 1
+    and genesis, so a removed prefix that no retention row accounts for is reported as a deletion."""
+    first = tx.execute_one(f"SELECT MIN(seq) AS seq FROM {table}")
+    first_seq = int(first["seq"]) if first and first["seq"] is not None else None
+    if first_seq is None:
+        return 1, _ChainState()
+    if since_seq is not None and since_seq > first_seq:
+        anchor = tx.execute_one(
+            f"SELECT seq, row_hash, hash_version FROM {table} WHERE seq < ? ORDER BY seq DESC LIMIT 1", (since_seq,)
+        )
+        assert anchor is not None  # a row below since_seq exists: first_seq
+        return since_seq, _ChainState(anchor["row_hash"], int(anchor["seq"]) + 1, int(anchor["hash_version"]))
+    if first_seq > 1:
+        anchor_hash = pruned_anchor(tx, table, first_seq)
+        if anchor_hash is not None:
+            return first_seq, _ChainState(anchor_hash, first_seq, 0)
+    return first_seq, _ChainState()
+
+
+def pruned_anchor(tx: Tx, table: str, first_seq: int) -> str | None:
+    """The hash the oldest row (seq ``first_seq`` > 1) must link to: ``removed_last_hash`` of the newest retention row
+    in ``table`` whose ``removed_through_seq`` is ``first_seq - 1``; None when no retention row records that removal
+    (malformed retention records count as none)."""
+    for r in tx.execute(f"SELECT record_json FROM {table} WHERE kind = 'retention' ORDER BY seq DESC"):
+        try:
+            rec = json.loads(r["record_json"])
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        through, last = rec.get("removed_through_seq"), rec.get("removed_last_hash")
+        if type(through) is int and through == first_seq - 1 and isinstance(last, str) and _SHA256_HEX.fullmatch(last):
+            return last
+    return None
 
 
 def _stream(tx: Tx, sql: str, params: tuple[Any, ...]) -> Iterator[dict[str, Any]]:

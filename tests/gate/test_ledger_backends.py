@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.database import Database, IntegrityError, is_postgres
+from gate.database import SCHEMA_VERSION, Database, IntegrityError, is_postgres
 from gate.ledger import GENESIS, Ledger
 from reports.errors import ExitCode, InputError
 from tests import databases
@@ -335,7 +335,9 @@ def test_a_v1_ledger_is_migrated_on_the_first_write_keeping_every_old_hash(db_ur
     cols = _columns(db_url)
     assert cols == [*V2_HASHED[:-2], "record_json", "hash_version", "prev_hash", "row_hash"]
     assert {"meta", "users", "tokens", "sessions", "claims", "login_attempts", "detect_feedback"} <= _tables(db_url)
-    assert _raw(db_url, "SELECT value FROM meta WHERE key='schema_version'") == [("2",)]
+    # the layout the migration reaches is the current one (2: review service; 3: consents), whichever that is now
+    assert SCHEMA_VERSION >= 2
+    assert _raw(db_url, "SELECT value FROM meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
     raw = [dict(zip(cols, r, strict=True)) for r in _raw(db_url, "SELECT * FROM ledger ORDER BY seq")]
     for o, r in zip(old, raw[:3], strict=True):
         assert {k: r[k] for k in o} == o  # every old field and hash as it was
@@ -452,3 +454,62 @@ def test_integrity_errors_are_one_type_on_both_backends(db_url):
     assert exc.value.exit_code == ExitCode.IO
     with db.reading() as tx:
         assert tx.execute("SELECT name, role FROM users") == [{"name": "ann", "role": "approver"}]
+
+
+# --- retention: a removed prefix is accepted only as a retention row records it -------------------------------------
+
+
+def _retention_record(through: int, last_hash: str) -> str:
+    return json.dumps({"removed_through_seq": through, "removed_last_hash": last_hash}, sort_keys=True)
+
+
+def _prune(lg: Ledger, *, record_through: int, remove_through: int) -> None:
+    """Append a retention row that records removing rows 1..record_through, then delete rows 1..remove_through (the
+    two differ to fake a removal the record does not account for)."""
+    recorded = next(r for r in lg.rows() if r.seq == record_through)
+    removed = next(r for r in lg.rows() if r.seq == remove_through)
+    retention = _row("", decision="removed", output_path="", output_sha256="", payload_hex=None, actor="dpo", role=None)
+    retention["record_json"] = _retention_record(record_through, recorded.row_hash)
+    with lg.db.transaction() as tx:
+        lg.append_in(tx, kind="retention", **retention)
+        count = lg.remove_prefix_in(tx, first_seq=1, through_seq=remove_through, last_hash=removed.row_hash)
+    assert count == remove_through
+
+
+def test_a_prefix_removed_with_a_retention_row_verifies_from_the_first_row_left(db_url):
+    lg = Ledger(db_url, create=True)
+    for i in range(4):
+        lg.append(**_row(f"r{i}"))
+    head_before = lg.head()
+    _prune(lg, record_through=2, remove_through=2)
+    assert [r.seq for r in lg.rows()] == [3, 4, 5] and lg.first_seq() == 3
+    rep = lg.verify(expect_head=head_before)  # the old head (row 4) is still in the chain
+    assert rep.ok and rep.rows == 3, rep.problems
+    for since in (1, 3, 4, 5):
+        assert lg.verify(since_seq=since).ok, since
+    assert [r.seq for r in lg.scan()] == [3, 4, 5]
+
+
+@pytest.mark.parametrize(("record_through", "remove_through"), [(1, 2), (2, 1)], ids=["removed-more", "removed-less"])
+def test_a_removal_the_retention_row_does_not_record_is_a_deletion(db_url, record_through, remove_through):
+    lg = Ledger(db_url, create=True)
+    for i in range(4):
+        lg.append(**_row(f"r{i}"))
+    _prune(lg, record_through=record_through, remove_through=remove_through)
+    rep = lg.verify()
+    assert not rep.ok and any("a row was deleted" in p or "prev_hash" in p for p in rep.problems), rep.problems
+
+
+def test_remove_prefix_refuses_rows_that_are_not_the_planned_ones(db_url):
+    lg = Ledger(db_url, create=True)
+    for i in range(3):
+        lg.append(**_row(f"r{i}"))
+    rows = lg.rows()
+    for kw in (
+        dict(first_seq=1, through_seq=2, last_hash=rows[0].row_hash),  # not row 2's hash
+        dict(first_seq=2, through_seq=2, last_hash=rows[1].row_hash),  # row 1 is still the oldest
+        dict(first_seq=1, through_seq=9, last_hash=rows[1].row_hash),  # no such row
+    ):
+        with pytest.raises(ValueError), lg.db.transaction() as tx:
+            lg.remove_prefix_in(tx, **kw)
+    assert lg.rows() == rows
