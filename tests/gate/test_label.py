@@ -15,7 +15,7 @@ from PIL import Image
 
 from gate import label, media, weights
 from gate.policy import DisclosurePolicy
-from reports.errors import MeasurementError, UsageError
+from reports.errors import InputError, MeasurementError, UsageError
 
 FPS = 25.0
 START = 2.0  # the shortest opening the policy allows: 50 frames at 25 fps
@@ -304,6 +304,9 @@ def test_check_to_dict_and_spec_round_trip(tmp_path):
         "persistent_labelled", "worst_correlation", "worst_contrast", "ok", "reason",
     }  # fmt: skip
     assert label.LabelSpec.from_dict(spec.to_dict()) == spec
+    assert label.LabelSpec.from_dict(d) == spec  # a record's label (no face index, no colours) names the same spec
+    user = spec_for(font=str(DEJAVU))
+    assert label.LabelSpec.from_dict(label.check([], FPS, user).to_dict()) == user
     with pytest.raises(MeasurementError) as err:
         label.LabelSpec.from_dict({**spec.to_dict(), "font_sha256": "0" * 64})
     assert err.value.subject == "label.font_sha256"
@@ -333,3 +336,42 @@ def test_top_right_label_keeps_the_identity_verdict_of_a_centred_face(portraits)
         # the label covers hair and background, not the face: the mean cosine moves by well under the distance to the
         # threshold (measured: -0.018, -0.004, 0.000 on hallo3_0001, _0003, _0008)
         assert abs(mean_with - mean_without) < 0.05, (path.name, mean_without, mean_with)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"text": 3}, "label.text"),
+        ({"text": " "}, "label.text"),
+        ({"position": "centre"}, "label.position"),
+        ({"start_seconds": 1.0}, "label.start_seconds"),
+        ({"start_seconds": "3"}, "label.start_seconds"),
+        ({"persistent": 1}, "label.persistent"),
+        ({"size": 0.01}, "label.size"),
+        ({"size": True}, "label.size"),
+        ({"font_index": -1}, "label.font_index"),
+        ({"box_rgb": [16, 16]}, "label.box_rgb"),
+        ({"text_rgb": [255, 255, 256]}, "label.text_rgb"),
+        ({"mark_text": ""}, "label.mark_text"),
+        ({"text": "AI\ue000"}, "label.text"),
+    ],
+)
+def test_a_malformed_label_spec_is_an_input_error_naming_the_field(change, key):
+    with pytest.raises(InputError) as err:
+        label.LabelSpec.from_dict({**spec_for().to_dict(), **change})
+    assert err.value.subject == key
+
+
+def test_a_label_spec_without_a_field_is_an_input_error_naming_it():
+    missing = {k: v for k, v in spec_for().to_dict().items() if k != "position"}
+    with pytest.raises(InputError) as err:
+        label.LabelSpec.from_dict(missing)
+    assert err.value.subject == "label.position" and "must be present" in err.value.one_line()
+
+
+@pytest.mark.parametrize(("width", "height"), [(975, 527), (499, 333)])
+def test_label_on_an_odd_sized_video_is_found_after_the_encoder_pads_it(tmp_path, speaker, width, height):
+    spec = spec_for()
+    final = reencoded(tmp_path, label.burn((f[:height, :width] for f in speaker), FPS, spec))
+    assert final[0].shape == (height + 1, width + 1, 3)  # gate.media.write_mp4 pads odd sides by one pixel
+    _assert_fully_labelled(label.check(final, FPS, spec), N_FRAMES)
