@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from reports.plots import record_plots
-from reports.schema import REVIEW_EVENT_LABELS, FileRef, GateRecord
+from reports.schema import COMPLIANCE_LABELS, REVIEW_EVENT_LABELS, FileRef, GateRecord
 from reports.templating import render
 
 # Characters the HTML standard makes parse errors in text (controls but tab/newline/CR/form feed, surrogates, U+FFFE/F).
@@ -34,8 +34,16 @@ def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
     return files
 
 
+def compliance_required(record: GateRecord) -> list[str]:
+    """The compliance rows the record's policy requires (its ``[compliance] require``), as recorded with the policy."""
+    table = record.policy.content.get("compliance")
+    required = table.get("require") if isinstance(table, dict) else None
+    return [str(r) for r in required] if isinstance(required, list) else []
+
+
 def render_html(record: GateRecord) -> str:
-    """The audit report as one HTML document (with a "Human review" section when the record carries a review)."""
+    """The audit report as one HTML document (with a "Human review" section when the record carries a review, and a
+    "Compliance" table with the disclosure, label and consent when it carries a compliance matrix)."""
     return clean_html(
         render(
             "audit_report.html.j2",
@@ -45,5 +53,8 @@ def render_html(record: GateRecord) -> str:
             files=_files(record),
             digest=record.content_digest(),
             review_labels=REVIEW_EVENT_LABELS,
+            compliance_counts=record.compliance_counts(),
+            compliance_labels=COMPLIANCE_LABELS,
+            compliance_required=compliance_required(record),
         )
     )

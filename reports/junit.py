@@ -6,6 +6,12 @@ A failed check is a ``<failure>``, a check that could not be measured is an ``<e
 it, which CI must not read as a pass), a passed check has neither. Advisory (non-required) checks are reported the
 same way with ``type="advisory"`` so a CI view can tell them apart. Suite properties carry the decision, run id,
 output path and watermark payload. Text is escaped by ElementTree; characters XML 1.0 forbids are removed.
+
+A record with a compliance matrix (schema 1.3) adds one ``<testcase classname="compliance" name="<row id>">`` per
+row: ``not_met`` is a ``<failure>`` (``type="required"`` when the policy's ``[compliance] require`` names the row,
+else ``type="advisory"``, like the checks), ``not_checked`` is ``<skipped>`` (nothing was verified, so it is neither a
+pass nor a failure of the file), ``not_applicable`` passes with the reason in its ``<system-out>`` (the obligation
+does not apply: there is nothing to fail), ``met`` passes with its evidence in ``<system-out>``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from reports.atomic import write_bytes_atomic
-from reports.schema import REVIEW_EVENT_LABELS, CheckRecord, GateRecord, ReviewRecord
+from reports.schema import COMPLIANCE_LABELS, REVIEW_EVENT_LABELS, CheckRecord, ComplianceRow, GateRecord, ReviewRecord
 from reports.templating import fmt_num
 
 # Characters outside the XML 1.0 ``Char`` production (control characters, lone surrogates, U+FFFE/U+FFFF).
@@ -75,13 +81,46 @@ def _review_case(suite: ET.Element, review: ReviewRecord, classname: str) -> Non
         _sub(case, "system-out").text = detail
 
 
+COMPLIANCE_CLASSNAME = "compliance"
+
+
+def _compliance_case(suite: ET.Element, row: ComplianceRow, required: bool) -> None:
+    case = _sub(suite, "testcase", classname=COMPLIANCE_CLASSNAME, name=row.id, time="0")
+    lines = [
+        f"requirement: {row.requirement}",
+        f"source: {row.source}",
+        f"status: {COMPLIANCE_LABELS[row.status]}" + (" (required by the policy)" if required else ""),
+        *(f"evidence: {e}" for e in row.evidence),
+    ]
+    if row.reason:
+        lines.append(f"reason: {row.reason}")
+    detail = xml_text("\n".join(lines))
+    if row.status == "not_met":
+        kind = "required" if required else "advisory"
+        _sub(case, "failure", message=f"not met: {row.reason}", type=kind).text = detail
+    elif row.status == "not_checked":
+        _sub(case, "skipped", message=f"not checked: {row.reason}")
+        _sub(case, "system-out").text = detail
+    else:
+        _sub(case, "system-out").text = detail
+
+
+def compliance_required(record: GateRecord) -> set[str]:
+    table = record.policy.content.get("compliance")
+    required = table.get("require") if isinstance(table, dict) else None
+    return {str(r) for r in required} if isinstance(required, list) else set()
+
+
 def render_junit(record: GateRecord) -> bytes:
     counts = record.check_counts()
     review = record.review
     if review is not None:  # the human review is one more test case: an error while pending, a failure if rejected
         counts = {**counts, "fail": counts["fail"] + (review.state == "quarantined")}
         counts["not_measured"] += review.state == "pending"
-    tests = len(record.checks) + (review is not None)
+    rows = record.compliance_counts()
+    counts = {**counts, "fail": counts["fail"] + rows["not_met"]}
+    skipped = rows["not_checked"]
+    tests = len(record.checks) + (review is not None) + len(record.compliance)
     total_time = f"{sum(record.timings.values()):.3f}"
     root = ET.Element(
         "testsuites",
@@ -90,6 +129,7 @@ def render_junit(record: GateRecord) -> bytes:
             "tests": str(tests),
             "failures": str(counts["fail"]),
             "errors": str(counts["not_measured"]),
+            "skipped": str(skipped),
             "time": total_time,
         },
     )
@@ -101,7 +141,7 @@ def render_junit(record: GateRecord) -> bytes:
         tests=tests,
         failures=counts["fail"],
         errors=counts["not_measured"],
-        skipped=0,
+        skipped=skipped,
         time=total_time,
         timestamp=record.created_at.strftime("%Y-%m-%dT%H:%M:%S"),
     )
@@ -124,6 +164,9 @@ def render_junit(record: GateRecord) -> bytes:
         _testcase(suite, check, classname)
     if review is not None:
         _review_case(suite, review, f"hallo3-gate.{record.policy.name}.review")
+    required = compliance_required(record)
+    for row in record.compliance:
+        _compliance_case(suite, row, row.id in required)
     out = _sub(suite, "system-out")
     out.text = xml_text(
         f"decision: {record.decision} (exit code {record.exit_code})\n"

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from reports.atomic import write_text_atomic
-from reports.schema import REVIEW_EVENT_LABELS, GateRecord
+from reports.schema import COMPLIANCE_LABELS, REVIEW_EVENT_LABELS, GateRecord
 from reports.templating import fmt_num
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -64,6 +64,7 @@ def render_markdown(record: GateRecord) -> str:
     if record.reasons:
         lines += ["**Reasons**", ""] + [f"- {md_text(reason)}" for reason in record.reasons] + [""]
     lines += _review_lines(record)
+    lines += _compliance_lines(record)
     lines += [
         f"**Checks:** {counts['pass']} passed, {counts['fail']} failed, {counts['not_measured']} not measured",
         "",
@@ -87,6 +88,31 @@ def render_markdown(record: GateRecord) -> str:
     if record.ledger is not None:
         lines.append(f"- **Ledger:** row {record.ledger.seq}, hash {md_code(record.ledger.row_hash[:16] + '…')}")
     return "\n".join(lines) + "\n"
+
+
+EVIDENCE_CHARS = 160
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_COMPLIANCE_ICON = {"met": "✅", "not_met": "❌", "not_applicable": "–", "not_checked": "–"}
+
+
+def _compliance_lines(record: GateRecord) -> list[str]:
+    """The compliance matrix as a short list: "✅/❌/– id: reason" (a met row shows its evidence, shortened to
+    ``EVIDENCE_CHARS``; the full text is in the record and the HTML report)."""
+    if not record.compliance:
+        return []
+    counts = record.compliance_counts()
+    summary = ", ".join(f"{n} {COMPLIANCE_LABELS[s]}" for s, n in counts.items() if n)
+    lines = [f"**Compliance:** {summary}", ""]
+    for row in record.compliance:
+        status = "" if row.status in ("met", "not_met") else f" ({COMPLIANCE_LABELS[row.status]})"
+        said = row.reason if row.status != "met" else _shorten("; ".join(row.evidence), EVIDENCE_CHARS)
+        lines.append(f"- {_COMPLIANCE_ICON[row.status]} {md_text(row.id)}{status}: {md_text(said)}")
+    return [*lines, ""]
 
 
 def _review_lines(record: GateRecord) -> list[str]:

@@ -91,6 +91,11 @@ FIELDS: list[tuple[str, Setter, set[str]]] = [
     ("manifest failure", _failure, {"html", "markdown"}),
     ("watermark note", _set("watermark", "reason"), {"html"}),
     ("signer", _set("provenance", "signer_subject"), {"html"}),
+    ("compliance evidence", _set("compliance", 0, "evidence", 0), {"html", "junit"}),
+    ("compliance reason", _set("compliance", 2, "reason"), {"html", "markdown", "junit"}),
+    ("disclosure provider", _set("disclosure", "provider"), {"html"}),
+    ("label text", _set("label", "text"), {"html"}),
+    ("consent backend", _set("consent", "backend"), {"html"}),
 ]
 
 
@@ -99,7 +104,7 @@ def _marker(i: int) -> str:
 
 
 def _record(record_dict, payload: str) -> GateRecord:
-    data = record_dict("failed")
+    data = record_dict("failed", compliance=True)
     for i, (_, setter, _) in enumerate(FIELDS):
         setter(data, _marker(i) + payload)
     return GateRecord.model_validate(data)
@@ -337,6 +342,26 @@ def test_console_verify_tree_prints_user_text_literally(payload):
     for label in ("v/", "urn:", "title ", "why ", "portrait ", "cn ", "run ", "m "):
         assert label + shown in out, label
     assert len(out.splitlines()) == len(_console_output([verify_tree(_report(PLAIN))]).splitlines())
+
+
+@pytest.mark.parametrize("payload", PARAMS, ids=IDS)
+def test_console_verify_tree_prints_compliance_rows_literally(payload):
+    from reports.schema import ComplianceRow
+
+    def rows(text: str) -> list[ComplianceRow]:
+        base = {"requirement": f"req {text}", "source": f"src {text}"}
+        return [
+            ComplianceRow(id="consent", status="met", evidence=[f"ev {text}", f"ev2 {text}"], **base),
+            ComplianceRow(id="cawg-identity", status="not_met", evidence=[], reason=f"why {text}", **base),
+        ]
+
+    out = _console_output([verify_tree(_report(payload), rows(payload))])
+    _assert_terminal_safe(out)
+    shown = printable(payload, newlines=False)
+    for label in ("req ", "ev ", "ev2 ", "why "):
+        assert label + shown in out, label
+    plain = _console_output([verify_tree(_report(PLAIN), rows(PLAIN))])
+    assert len(out.splitlines()) == len(plain.splitlines())
 
 
 @pytest.mark.parametrize("payload", PARAMS, ids=IDS)

@@ -224,6 +224,7 @@ def test_a_bare_record_renders_everywhere(external_references):
     """Review mode, provenance failed before anything was measured: no checks, series, keyframes or ledger."""
     record = GateRecord.model_validate(
         {
+            "schema_version": "1.2",  # before the compliance matrix: a 1.3 record always carries one
             "run_id": "bare-1",
             "created_at": "2026-11-23T23:50:00Z",
             "mode": "review",
@@ -245,7 +246,11 @@ def test_a_bare_record_renders_everywhere(external_references):
         }
     )
     html = render_html(record)
-    assert "QUARANTINED" in html and "applied no checks" in html and "rendered before the run was appended to the ledger" in html
+    assert (
+        "QUARANTINED" in html
+        and "applied no checks" in html
+        and "rendered before the run was appended to the ledger" in html
+    )
     assert external_references(html) == []
     root = ET.fromstring(render_junit(record))
     assert root.get("tests") == "0" and root.find("testsuite").find("testcase") is None
@@ -280,3 +285,90 @@ def test_html_shows_how_each_weight_file_was_checked(record_dict):
     unpinned_row = html[html.index('<td class="name">own_checkpoint') :].split("</tr>")[0]
     assert "equals the registry pin" in verified_row and "unpinned" not in verified_row
     assert "<strong>unpinned</strong>" in unpinned_row and "equals the registry pin" not in unpinned_row
+
+
+# --- the compliance matrix (schema 1.3) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compliant(record_dict) -> GateRecord:
+    """A released 1.3 record whose policy requires three rows (one of them, the time-stamp, not met)."""
+    data = record_dict("released", compliance=True)
+    data["policy"]["content"]["compliance"] = {"require": ["eu-ai-act-50-2", "consent", "rfc3161-timestamp"]}
+    return GateRecord.model_validate(data)
+
+
+def test_html_shows_the_compliance_table_and_the_disclosure_consent_and_label(compliant, external_references):
+    html = render_html(compliant)
+    assert external_references(html) == []
+    table = html[html.index('<table id="compliance-matrix"') : html.index("</table>", html.index("compliance-matrix"))]
+    ids = re.findall(r'<tr class="cr-(\w+)" id="compliance-([\w-]+)">', table)
+    assert [i for _, i in ids] == [row.id for row in compliant.compliance]
+    assert [s for s, _ in ids] == [row.status for row in compliant.compliance]
+    assert table.count('<span class="req">required</span>') == 3
+    assert '<span class="badge b-not_met">not met</span>' in table
+    assert '<span class="badge b-not_checked">not checked</span>' in table
+    assert '<span class="badge b-not_applicable">not applicable</span>' in table
+    assert "Example &lt;Studios&gt; &amp; Co" in table and "&lt;b&gt;possible&lt;/b&gt;" in table
+    assert "compliance 11 met, 2 not met, 1 not applicable, 1 not checked" in " ".join(html.split())
+    assert 'id="disclosure"' in html and "urn:uuid:0b0e3c52-5d0c-4c1e-9d39-7d0f3a2b1c11" in html
+    assert 'id="consent"' in html and "cns-0123456789ab" in html
+    assert 'id="label"' in html and "125 of 125 frames" in html
+
+
+def test_records_without_a_matrix_render_no_compliance_section(make_record):
+    html = render_html(make_record("released"))
+    assert 'id="compliance' not in html and 'id="disclosure"' not in html and "compliance 0" not in html
+    assert "Compliance" not in render_markdown(make_record("released"))
+    assert not [
+        c
+        for c in ET.fromstring(render_junit(make_record("released"))).iter("testcase")
+        if c.get("classname") == "compliance"
+    ]
+
+
+def test_junit_has_one_compliance_case_per_row(compliant):
+    root = ET.fromstring(render_junit(compliant))
+    suite = root.find("testsuite")
+    rows = [c for c in suite.iter("testcase") if c.get("classname") == "compliance"]
+    assert [c.get("name") for c in rows] == [r.id for r in compliant.compliance]
+    outcome = {c.get("name"): {ch.tag: ch.get("type") for ch in c if ch.tag != "system-out"} for c in rows}
+    assert outcome["rfc3161-timestamp"] == {"failure": "required"}
+    assert outcome["c2pa-soft-binding"] == {"failure": "advisory"}
+    assert outcome["cn-art9-retention"] == {"skipped": None}
+    assert outcome["cawg-identity"] == {} and outcome["consent"] == {}
+    assert "status: not applicable" in next(c for c in rows if c.get("name") == "cawg-identity").find("system-out").text
+    consent = next(c for c in rows if c.get("name") == "consent").find("system-out").text
+    assert "met (required by the policy)" in consent and "evidence: consent cns-0123456789ab" in consent
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+        "20",
+        "2",
+        "0",
+        "1",
+    )
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("20", "2", "1")
+
+
+def test_markdown_lists_each_row_with_its_reason(compliant):
+    text = render_markdown(compliant)
+    assert "**Compliance:** 11 met, 2 not met, 1 not applicable, 1 not checked" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("- ") and ":" in ln and ln[2] in "✅❌–"]
+    assert len(lines) == len(compliant.compliance)
+    assert "- ❌ rfc3161-timestamp: no time-stamping authority configured (\\$HALLO3_GATE_TSA_URL)" in lines
+    assert "- – cn-art9-retention (not checked): no ledger to verify" in lines
+    assert any(ln.startswith("- ✅ consent: consent cns-0123456789ab: matched") for ln in lines)
+
+
+def test_pdf_prints_the_compliance_table_readably(compliant, tmp_path):
+    from reports.pdf import html_to_pdf
+
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed: the PDF's text is not checked")
+    pdf = html_to_pdf(render_html(compliant), tmp_path / "report.pdf")
+    text = subprocess.run([pdftotext, "-l", "2", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "Compliance (15 requirements)" in flat
+    for row in compliant.compliance:
+        assert row.id in flat, row.id
+    assert "not met" in flat and "not checked" in flat and "not applicable" in flat
