@@ -6,7 +6,11 @@ review decision, release and user change is one row; ``kind`` says which:
 * ``run`` — a gate run (decision released|quarantined|pending; actor = the submitter, role "submitter");
 * ``approve`` / ``reject`` — a reviewer's decision (decision = the run's state after the row);
 * ``release`` — the run released (decision "released"; in the same transaction as the approval that completed it);
-* ``user`` — a change to the users (run_id "", decision = the action; record_json = its details, never a secret).
+* ``user`` — a change to the users (run_id "", decision = the action; record_json = its details, never a secret);
+* ``consent`` — a change to the consent registry (``gate.consent``: run_id "", decision = the action; record_json
+  names the consent id and the evidence hash, never the person's name or face embedding);
+* ``retention`` — a retention apply (``gate.retention``: run_id "", decision "removed"; record_json = what was
+  removed, the cutoff and days, and the link to the removed prefix, below).
 
 Hashing: ``row_hash = sha256(canonical JSON of the hashed fields)``; the first row's ``prev_hash`` is 64 zeros.
 ``hash_version`` 2 (every row written now) hashes every column except ``record_json`` (hashed through

@@ -55,6 +55,7 @@ __all__ = [
     "DECISION",
     "KIND",
     "TRASH_PREFIX",
+    "LedgerView",
     "RetentionPlan",
     "RetentionRefused",
     "RetentionResult",
@@ -232,7 +233,7 @@ def plan(
     first_seq = ledger.first_seq()
     prefix = _prefix(ledger, cutoff, _pending_runs(ledger))
     runs = Path(runs_dir) if runs_dir is not None else None
-    entries, kept_recent = _directories(runs, db, cutoff, first_seq) if runs is not None else ((), 0)
+    entries, kept_recent = _directories(runs, LedgerView.of(ledger), cutoff) if runs is not None else ((), 0)
     return RetentionPlan(
         database=db.display,
         runs_dir=runs,
@@ -303,9 +304,7 @@ def _prefix(ledger: Ledger, cutoff: datetime, pending: frozenset[str]) -> _Prefi
     return _Prefix(first, last.seq, last.row_hash, count, tuple(runs), end)
 
 
-def _directories(
-    runs_dir: Path, db: Database, cutoff: datetime, first_seq: int | None
-) -> tuple[tuple[RunDirectory, ...], int]:
+def _directories(runs_dir: Path, view: LedgerView, cutoff: datetime) -> tuple[tuple[RunDirectory, ...], int]:
     try:
         st = os.stat(runs_dir)
     except OSError as exc:
@@ -316,7 +315,7 @@ def _directories(
     recent = 0
     for area in AREAS:
         for entry in _entries(runs_dir / area):
-            found = inspect_directory(Path(entry.path), area, db, cutoff, first_seq)
+            found = inspect_directory(Path(entry.path), area, view, cutoff)
             if found is None:
                 recent += 1
             else:
@@ -339,11 +338,32 @@ def _entries(area_dir: Path) -> list[os.DirEntry[str]]:
         raise OutputError(str(area_dir), "a run area must be readable", exc.strerror) from None
 
 
-def inspect_directory(
-    path: Path, area: str, db: Database, cutoff: datetime, first_seq: int | None
-) -> RunDirectory | None:
+@dataclass(frozen=True)
+class LedgerView:
+    """What ``inspect_directory`` needs to know about the ledger: the ledger, its oldest row, and the run ids whose
+    rows earlier applies removed (the ``runs`` of every retention row)."""
+
+    ledger: Ledger
+    first_seq: int | None
+    removed_runs: frozenset[str]
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> LedgerView:
+        removed: set[str] = set()
+        for row in ledger.rows(KIND):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                removed |= {r for r in json.loads(row.record_json).get("runs", []) if isinstance(r, str)}
+        return cls(ledger, ledger.first_seq(), frozenset(removed))
+
+
+def inspect_directory(path: Path, area: str, view: LedgerView, cutoff: datetime) -> RunDirectory | None:
     """What retention does with the entry ``path`` of ``area``; None for a run of this ledger not older than the
-    cutoff (kept, not listed). Never follows a symlink; reads only ``record.json``."""
+    cutoff (kept, not listed). Never follows a symlink; reads only ``record.json``.
+
+    A run is this ledger's when its record names a ledger row (``ledger.seq``, ``ledger.row_hash``) that this ledger
+    holds for that run id with that hash; or, once an earlier apply removed the row, when the record names this
+    ledger's file or URL (``gate.staging.same_ledger``), its seq lies before the oldest row and a retention row lists
+    its run id (an orphan: removed whatever its age)."""
     name = path.name
 
     def keep(reason: str, run_id: str | None = None, created: str | None = None, seq: int | None = None):
@@ -363,29 +383,31 @@ def inspect_directory(
     record, why = _read_record(path)
     if record is None:
         return keep(f"not the gate's: {why}")
-    created = record.get("created_at")
-    ledger = record.get("ledger")
-    seq = ledger.get("seq") if isinstance(ledger, dict) else None
-    seq = seq if type(seq) is int else None
     if record.get("run_id") != name:
         return keep("not the gate's: its record.json names another run id")
-    at = _parse_time(created) if isinstance(created, str) else None
+    created = record.get("created_at")
+    at = _parse_time(created)
     if at is None:
         return keep("not the gate's: its record.json has no UTC created_at", name)
     created = str(created)
-    named = ledger.get("path") if isinstance(ledger, dict) else None
-    if not isinstance(named, str) or seq is None:
+    entry = record.get("ledger") if isinstance(record.get("ledger"), dict) else {}
+    seq, row_hash, named = entry.get("seq"), entry.get("row_hash"), entry.get("path")
+    if type(seq) is not int or not isinstance(row_hash, str):
         return keep("kept: its record names no ledger row", name, created)
-    if not same_ledger(named, db.locator):
-        return keep(f"kept: its run records into another ledger ({named})", name, created, seq)
     if area == PENDING:
         return keep("kept: pending", name, created, seq)
-    if first_seq is not None and first_seq > 1 and seq < first_seq:  # a verified chain: a retention row removed it
+    row = view.ledger.find_by_run(name)
+    if row is not None:
+        if row.seq != seq or row.row_hash != row_hash:
+            return keep(f"kept: its record names another ledger ({named}), not row {row.seq} here", name, created, seq)
+        if at < cutoff:
+            return RunDirectory(path, area, name, created, seq, "remove", "older than the cutoff")
+        return None
+    removed = view.first_seq is not None and seq < view.first_seq and name in view.removed_runs
+    if removed and isinstance(named, str) and same_ledger(named, view.ledger.db.locator):
         reason = f"its ledger row (seq {seq}) was removed by an earlier retention apply"
         return RunDirectory(path, area, name, created, seq, "remove", reason)
-    if at < cutoff:
-        return RunDirectory(path, area, name, created, seq, "remove", "older than the cutoff")
-    return None
+    return keep(f"kept: this ledger holds no row of this run (its record names {named})", name, created, seq)
 
 
 def _read_record(d: Path) -> tuple[dict[str, Any] | None, str]:
@@ -444,8 +466,9 @@ def apply(plan: RetentionPlan, actor: str) -> RetentionResult:
         return RetentionResult(plan, None, None, 0, (), (), ())
     todo: list[RunDirectory] = []
     skipped: list[tuple[str, str]] = []
+    view = LedgerView.of(Ledger(plan.db))
     for d in plan.to_remove:  # still what the plan saw? (another apply, or a person, may have acted since)
-        now = inspect_directory(d.path, d.area, plan.db, plan.cutoff, plan.first_seq)
+        now = inspect_directory(d.path, d.area, view, plan.cutoff)
         if now is not None and now.action == "remove" and now.run_id == d.run_id:
             todo.append(d)
         else:

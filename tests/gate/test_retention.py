@@ -329,15 +329,22 @@ def test_runs_of_another_ledger_and_foreign_entries_are_kept(world, tmp_path):
     other = Database.open(str(tmp_path / "other.sqlite"), create=True)
     row = _append(other, "o7", OLD.format(7))
     _run_dir(runs, "released", other, row, OLD.format(7))
+    # a record naming this ledger's file but not the row this ledger holds for its run (a copy, or a forgery)
+    f8 = _append(db, "f8", OLD.format(8))
+    forged = _run_dir(runs, "quarantine", db, f8, OLD.format(8))
+    rec = json.loads((forged / "record.json").read_text())
+    rec["ledger"]["row_hash"] = "0" * 64
+    (forged / "record.json").write_text(json.dumps(rec))
     (runs / "released" / "notes.txt").write_text("mine")
     (runs / "released" / "my dir").mkdir()
     p = plan(db, runs, MIN_DAYS)
     kept = {d.path.name: d.reason for d in p.directories if d.action == "keep"}
-    assert kept["o7"].startswith("kept: its run records into another ledger")
+    assert kept["o7"].startswith("kept: this ledger holds no row of this run") and "other.sqlite" in kept["o7"]
+    assert kept["f8"].startswith("kept: its record names another ledger")
     assert kept["notes.txt"].startswith("not the gate's") and kept["my dir"].startswith("not the gate's")
     apply(p, "dpo")
     assert (runs / "released" / "o7" / "video.mp4").is_file() and (runs / "released" / "notes.txt").is_file()
-    assert (runs / "released" / "my dir").is_dir()
+    assert (runs / "released" / "my dir").is_dir() and (forged / "video.mp4").is_file()
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------------
@@ -453,3 +460,24 @@ def test_retention_status_reports_days_verification_oldest_row_and_last_apply(wo
     assert last["removed_count"] == 4 and last["days"] == 200
     _raw(db.locator, "DELETE FROM ledger WHERE seq = 5")
     assert retention_status(db, config)["ledger_verified"] is False
+
+
+# --- a ledger written before the review service (layout 1) --------------------------------------------------------------
+
+
+def test_a_layout_1_ledger_is_planned_unwritten_and_migrated_by_the_apply(db_url, tmp_path):
+    """Its rows (October 2026 in the old layout) are old when planned for 2040: the dry run writes nothing (the
+    ledger keeps its 11 columns), the apply migrates it and removes all three old-hash rows in one transaction."""
+    from tests.gate.test_ledger_backends import _columns, _make_v1_ledger
+
+    old = _make_v1_ledger(db_url)
+    later = datetime(2040, 1, 1, tzinfo=UTC)
+    p = plan(Database.open(db_url), tmp_path, MIN_DAYS, now=later)
+    assert (p.removed_first_seq, p.removed_through_seq, p.removed_count) == (1, 3, 3)
+    assert p.removed_last_hash == old[-1]["row_hash"] and p.removed_runs == ("old0", "old1", "old2")
+    assert len(_columns(db_url)) == 11  # planning wrote nothing
+    result = apply(p, "dpo")
+    assert result.removed_rows == 3 and result.row_seq == 4
+    left = Ledger(db_url).rows()
+    assert [r.seq for r in left] == [4] and left[0].prev_hash == old[-1]["row_hash"] and left[0].hash_version == 2
+    assert Ledger(db_url).verify().ok
