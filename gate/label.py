@@ -59,6 +59,7 @@ CAP_REFERENCE = "H"  # the glyph whose ink height defines "text height"
 MIN_CORRELATION = 0.8  # luma correlation with the template inside the box
 MIN_STROKE_CONTRAST = 120.0  # mean luma on the strokes minus on the box background (levels of 255)
 SEARCH_PX = 2  # the template is also tried shifted by up to this many pixels in x and y
+SETTLED_CORRELATION = 0.95  # a place (or frame size) scoring this needs no further search
 SUPERSAMPLE = 4  # the box's rounded corners are drawn at 4x and reduced, for smooth edges
 
 
@@ -256,6 +257,8 @@ class Template:
     strokes: np.ndarray  # h x w bool: text ink coverage >= 0.75
     background: np.ndarray  # h x w bool: box interior at least 2 px away from any ink
     text_px: int  # the capital-letter height in pixels
+    reference: np.ndarray  # the template's luma on ``interior``, minus its mean (for the correlation)
+    reference_norm: float
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -319,7 +322,9 @@ def template(spec: LabelSpec, width: int, height: int, mark: bool = False) -> Te
     background = interior & ~near_ink
     x = margin if spec.position.endswith("left") else width - margin - box_w
     y = margin if spec.position.startswith("top") else height - margin - box_h
-    return Template(x, y, rgb, alpha, interior, strokes, background, cap)
+    reference = _luma(rgb)[interior]
+    reference = reference - reference.mean()
+    return Template(x, y, rgb, alpha, interior, strokes, background, cap, reference, float(np.linalg.norm(reference)))
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
@@ -436,28 +441,36 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
+# (dy, dx) within SEARCH_PX, nearest first: a frame labelled in place is settled by the first
+SHIFTS = sorted(
+    ((dy, dx) for dy in range(-SEARCH_PX, SEARCH_PX + 1) for dx in range(-SEARCH_PX, SEARCH_PX + 1)),
+    key=lambda d: (abs(d[0]) + abs(d[1]), d),
+)
+
+
 def score(frame: np.ndarray, t: Template) -> FrameScore:
-    """The best score of the template against the frame at its place, shifted by up to ``SEARCH_PX`` pixels."""
+    """The best score of the template against the frame at its place, shifted by up to ``SEARCH_PX`` pixels. The
+    search stops at a score of at least ``SETTLED_CORRELATION`` and ``MIN_STROKE_CONTRAST`` (no better place
+    matters)."""
     h, w = t.shape
     top, left = max(0, t.y - SEARCH_PX), max(0, t.x - SEARCH_PX)
     window = _luma(frame[top : t.y + h + SEARCH_PX, left : t.x + w + SEARCH_PX].astype(np.float32))
-    ref = _luma(t.rgb)[t.interior]
-    ref = ref - ref.mean()
-    ref_norm = float(np.linalg.norm(ref))
+    ref, ref_norm = t.reference, t.reference_norm
     best = FrameScore(-1.0, -255.0)
-    for dy in range(-SEARCH_PX, SEARCH_PX + 1):
-        for dx in range(-SEARCH_PX, SEARCH_PX + 1):
-            y0, x0 = t.y + dy - top, t.x + dx - left
-            if y0 < 0 or x0 < 0 or y0 + h > window.shape[0] or x0 + w > window.shape[1]:
-                continue
-            region = window[y0 : y0 + h, x0 : x0 + w]
-            v = region[t.interior]
-            v = v - v.mean()
-            denom = float(np.linalg.norm(v)) * ref_norm
-            corr = float(v @ ref / denom) if denom > 0 else 0.0
-            contrast = float(region[t.strokes].mean() - region[t.background].mean())
-            if (corr, contrast) > (best.correlation, best.contrast):
-                best = FrameScore(corr, contrast)
+    for dy, dx in SHIFTS:
+        y0, x0 = t.y + dy - top, t.x + dx - left
+        if y0 < 0 or x0 < 0 or y0 + h > window.shape[0] or x0 + w > window.shape[1]:
+            continue
+        region = window[y0 : y0 + h, x0 : x0 + w]
+        v = region[t.interior]
+        v = v - v.mean()
+        denom = float(np.linalg.norm(v)) * ref_norm
+        corr = float(v @ ref / denom) if denom > 0 else 0.0
+        contrast = float(region[t.strokes].mean() - region[t.background].mean())
+        if (corr, contrast) > (best.correlation, best.contrast):
+            best = FrameScore(corr, contrast)
+        if best.correlation >= SETTLED_CORRELATION and best.contrast >= MIN_STROKE_CONTRAST:
+            break
     return best
 
 
@@ -479,6 +492,9 @@ def _best(frame: np.ndarray, spec: LabelSpec, mark: bool) -> FrameScore:
             scores.append(score(frame, template(spec, w, h, mark)))
         except UsageError as exc:  # the label does not fit a frame of that size
             error = error or exc
+            continue
+        if scores[-1].labelled and scores[-1].correlation >= SETTLED_CORRELATION:
+            break
     if not scores and error is not None:
         raise error
     return max(scores, key=lambda x: (x.labelled, x.correlation))
