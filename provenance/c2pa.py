@@ -633,10 +633,20 @@ class ManifestReport:
 
     @property
     def timestamp(self) -> str | None:
-        """The RFC 3161 time-stamp of the claim signature (c2pa-rs ``signature_info.time``: the TSA's genTime, RFC
-        3339); None when the signature carries no time-stamp (no TSA was configured)."""
+        """The RFC 3161 time-stamp of the claim signature: c2pa-rs's ``signature_info.time`` (the TSA token's genTime,
+        RFC 3339, e.g. "2026-12-02T09:30:15+00:00"), only when c2pa-rs also reports ``timeStamp.validated``; None
+        without a time-stamp (no TSA configured) or with one that did not validate. Whether the TSA is trusted is in
+        ``timestamp_codes`` (``timeStamp.trusted`` / ``timeStamp.untrusted``)."""
         value = self.signature.get("time")
-        return value if isinstance(value, str) and value else None
+        if not (isinstance(value, str) and value):
+            return None
+        return value if any(c.code == "timeStamp.validated" for c in self.successes) else None
+
+    @property
+    def timestamp_codes(self) -> list[str]:
+        """Every ``timeStamp.*`` status code c2pa-rs gave (success, informational, failure), in that order."""
+        codes = self.successes + self.informational + self.failures
+        return list(dict.fromkeys(c.code for c in codes if c.code.startswith("timeStamp.")))
 
     @property
     def soft_binding_timespan(self) -> tuple[int, int] | None:
@@ -664,6 +674,7 @@ class ManifestReport:
             "cawg_identity": self.cawg_identity,
             "watermark_action": self.watermark_action,
             "timestamp": self.timestamp,
+            "timestamp_codes": self.timestamp_codes,
             "soft_binding_timespan": list(self.soft_binding_timespan) if self.soft_binding_timespan else None,
             "manifest_count": self.manifest_count,
             "trust_anchors": self.trust_anchors,
