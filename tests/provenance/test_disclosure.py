@@ -13,7 +13,7 @@ import pytest
 
 from gate import media
 from provenance.bmff import top_level_boxes
-from provenance.c2pa import read_manifest, sign_mp4
+from provenance.c2pa import ManifestReport, read_manifest, sign_mp4
 from provenance.disclosure import (
     AIGC_KEY,
     DISCLOSURE_LABEL,
@@ -227,3 +227,14 @@ def test_an_edited_disclosure_value_makes_the_manifest_invalid(labelled, root_pe
     bad.write_bytes(data[:at] + b"Q" + data[at + 1 :])
     report = read_manifest(bad, trust_anchors_pem=root_pem)
     assert report.state == "Invalid" and "assertion.hashedURI.mismatch" in report.failure_codes
+
+
+def test_a_malformed_disclosure_assertion_reads_as_none_with_the_field_named():
+    data = {**_disclosure().to_assertion(), "created": "yesterday"}
+    report = ManifestReport(path="x.mp4", state="Valid", assertions={DISCLOSURE_LABEL: data})
+    assert report.disclosure is None and report.disclosure_error.startswith("disclosure.created: must be UTC ISO 8601")
+    assert report.to_dict()["disclosure"] is None and "disclosure.created" in report.to_dict()["disclosure_error"]
+    none = ManifestReport(path="x.mp4", state="Valid")
+    assert none.disclosure is None and none.disclosure_error is None
+    assert none.cawg_identity is None and none.watermark_action is None and none.timestamp is None
+    assert none.soft_binding_timespan is None
