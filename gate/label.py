@@ -53,6 +53,7 @@ MARK_TEXT = "AI"
 PAD = 0.45  # box padding around the text, in text heights
 MARGIN = 0.5  # distance of the box from the frame's edges, in text heights
 CAP_REFERENCE = "H"  # the glyph whose ink height defines "text height"
+MIN_TEXT_PX = 8  # below this the letters are not legible, and the strokes too thin to find after compression
 # Bounds of the check. Measured on the speaker clip (976x528) and an animated portrait (512x512), "AI-generated" and
 # "AI生成", H.264 CRF 18-35: worst correlation 0.995, worst stroke contrast 229; unlabelled real frames: correlation
 # <= 0.20 and contrast <= 12; another text ("AI生成" where "AI-generated" is expected): 0.24 and 52.
@@ -293,6 +294,13 @@ def template(spec: LabelSpec, width: int, height: int, mark: bool = False) -> Te
     """The label (or, ``mark=True``, the persistent mark) for a ``width`` x ``height`` frame. UsageError naming
     ``disclosure.text`` if it does not fit in the frame at the required size."""
     cap = text_height(spec, width, height)
+    if cap < MIN_TEXT_PX:
+        raise UsageError(
+            "disclosure.size",
+            f"the label text must be at least {MIN_TEXT_PX} px high to be legible; the {width}x{height} frame is too "
+            "small for this size",
+            f"{cap} px",
+        )
     font = _font_for(spec, cap)
     text = spec.mark_text if mark else spec.text
     left, top, right, bottom = font.getbbox(text)

@@ -156,6 +156,13 @@ def test_a_label_that_does_not_fit_the_frame_is_refused():
     assert err.value.subject == "disclosure.text"
 
 
+def test_a_frame_too_small_for_a_legible_label_is_refused():
+    with pytest.raises(UsageError) as err:
+        next(label.burn([np.zeros((100, 160, 3), np.uint8)], FPS, spec_for()))  # 6 % of 100 = 6 px
+    assert err.value.subject == "disclosure.size" and "8 px" in err.value.one_line()
+    assert next(label.burn([np.zeros((134, 400, 3), np.uint8)], FPS, spec_for(text="AI生成"))).shape == (134, 400, 3)
+
+
 def test_burn_streams_and_leaves_the_input_alone(portrait):
     taken = []
 
