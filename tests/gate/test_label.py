@@ -382,3 +382,19 @@ def test_label_on_an_odd_sized_video_is_found_after_the_encoder_pads_it(tmp_path
     final = reencoded(tmp_path, label.burn((f[:height, :width] for f in speaker), FPS, spec))
     assert final[0].shape == (height + 1, width + 1, 3)  # gate.media.write_mp4 pads odd sides by one pixel
     _assert_fully_labelled(label.check(final, FPS, spec), N_FRAMES)
+
+
+def test_label_and_watermark_survive_each_other(tmp_path, portrait):
+    """The run's order: label, then watermark (gate.stamp.encode_watermarked), then H.264; both are found after."""
+    from gate.stamp import encode_watermarked
+    from provenance import watermark
+
+    spec = spec_for()
+    payload = watermark.new_payload()
+    out = encode_watermarked(
+        label.burn(animated(portrait), FPS, spec), FPS, None, None, tmp_path / "wm.mp4", payload=payload, crf=23
+    )
+    final = list(media.iter_frames(out))
+    _assert_fully_labelled(label.check(final, FPS, spec), N_FRAMES)
+    found = watermark.decode(np.stack(final))
+    assert found.found and found.payload == payload  # measured confidence 0.986 (100 frames, hallo3_0001)
