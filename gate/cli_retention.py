@@ -53,7 +53,7 @@ def retention_apply(
     days: int | None = typer.Option(
         None,
         "--days",
-        help="Retention in days, at least 183 (default: the configuration's [retention] days, "
+        help="Retention in days, at least 183 (default: the configuration file's retention days, "
         "$HALLO3_GATE_RETENTION_DAYS, else 365).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; write nothing."),
@@ -97,7 +97,7 @@ def retention_apply(
         out["result"] = result.to_dict() if result is not None else None
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        what = "would remove" if dry_run else "removing"
+        what = "would remove" if dry_run else "applying"
         _say(f"retention {chosen} days ({source}), cutoff {p.to_dict()['cutoff']}, {p.database}: {what}")
         if not p.ledger_verified:
             _say(f"ledger does NOT verify: {p.ledger_problems[0] if p.ledger_problems else 'unknown'}")

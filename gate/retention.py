@@ -268,7 +268,8 @@ class _Prefix:
 
 def _pending_runs(ledger: Ledger) -> frozenset[str]:
     """Runs still waiting for people: their ``run`` row says pending and no release or rejection followed."""
-    candidates = {r.run_id for r in ledger.rows("run") if r.decision == "pending"}
+    with contextlib.closing(ledger.scan(("seq", "kind", "run_id", "decision"))) as rows:
+        candidates = {r.run_id for r in rows if r.kind == "run" and r.decision == "pending"}
     return frozenset(rid for rid in candidates if run_state(ledger.events(rid)) == "pending")
 
 

@@ -481,3 +481,16 @@ def test_a_layout_1_ledger_is_planned_unwritten_and_migrated_by_the_apply(db_url
     left = Ledger(db_url).rows()
     assert [r.seq for r in left] == [4] and left[0].prev_hash == old[-1]["row_hash"] and left[0].hash_version == 2
     assert Ledger(db_url).verify().ok
+
+
+def test_names_are_printed_escaped(world, capsys):
+    db, runs, _ = world
+    (runs / "released" / "evil\x1b[31m\nremove: released\u202en5").mkdir()
+    code, out, _ = _cli(["retention", "apply", "--runs", str(runs), "--db", db.locator, "--dry-run"], capsys)
+    assert code == 0
+    assert "\x1b" not in out and "\u202e" not in out and "\\x1b[31m" in out
+    faked = [line for line in out.splitlines() if line.startswith("remove: released")]
+    assert sorted(faked) == [
+        "remove: released/r1 (older than the cutoff)",
+        "remove: released/r2 (older than the cutoff)",
+    ]
