@@ -20,7 +20,12 @@ from reports.errors import InputError, MeasurementError, UsageError
 FPS = 25.0
 START = 2.0  # the shortest opening the policy allows: 50 frames at 25 fps
 N_FRAMES = 60  # 2.4 s: 50 frames with the label, 10 with the persistent mark
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core: no CJK glyphs
+
+pytestmark = pytest.mark.skipif(
+    not label.DEFAULT_FONT.is_file() or not DEJAVU.is_file(),
+    reason="the label fonts are not installed (make install adds fonts-noto-cjk and fonts-dejavu-core)",
+)
 
 
 def spec_for(**kw) -> label.LabelSpec:
@@ -139,6 +144,17 @@ def test_missing_or_unreadable_font_is_refused(tmp_path):
     with pytest.raises(UsageError) as err:
         spec_for(font=str(junk))
     assert err.value.subject == "disclosure.font"
+
+
+def test_without_the_default_font_the_error_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(label, "DEFAULT_FONT", tmp_path / "NotoSansCJK-Bold.ttc")
+    label._default_font.cache_clear()
+    try:
+        with pytest.raises(UsageError) as err:
+            spec_for()
+    finally:
+        label._default_font.cache_clear()
+    assert err.value.subject == "disclosure.font" and "fonts-noto-cjk (make install)" in err.value.one_line()
 
 
 def test_a_user_font_is_used_and_hashed():
