@@ -11,14 +11,16 @@ longer than needed. The period is ``gate.config`` ``retention_days`` (``[retenti
   whose time cannot be read: kept, fail closed) and at the first row of a run still pending review (its rows are the
   review's state). Nothing is removed from a ledger that does not verify (``RetentionRefused``, exit 1): removing rows
   of a broken chain would destroy the evidence of the break.
-* **run directories** under ``runs_dir/released`` and ``runs_dir/quarantine`` whose ``record.json`` ``created_at`` is
-  older than the cutoff. Only directories the gate made are touched (the rules of ``gate.staging``): a real
-  directory (``lstat``: a symlink is never followed nor removed), named by a run id, holding a regular
-  ``record.json`` (opened with ``O_NOFOLLOW``) that names that run id, a UTC ``created_at`` and THIS ledger
-  (``gate.staging.same_ledger``). Everything else is listed as kept with the reason. ``pending/`` runs are never
-  removed ("kept: pending"); ``staging/`` belongs to live runs and their recovery and is not looked at. A directory
-  whose ledger row an earlier apply removed (an orphan: its removal failed after the commit) is removed whatever
-  its age.
+* **run directories** under ``runs_dir/released`` and ``runs_dir/quarantine`` whose newest trace is older than the
+  cutoff: the ``record.json`` ``created_at``, or a later ledger row of the run (a run released after a long review
+  is kept ``days`` from its release). Only directories the gate made are touched (the rules of ``gate.staging``): a
+  real directory (``lstat``: a symlink is never followed nor removed), named by a run id, holding a regular
+  ``record.json`` (opened with ``O_NOFOLLOW``) that names that run id, a UTC ``created_at`` and a row of THIS ledger
+  (held here with the hash the record names: ``inspect_directory``). Everything else is listed as kept with the
+  reason. ``pending/`` runs are never removed ("kept: pending"); ``staging/`` belongs to live runs and their
+  recovery and is not looked at. A directory whose run row an earlier apply removed (an orphan: its removal failed
+  after that commit, or the run's later rows kept it) is recognised by its record naming this ledger's file or URL
+  and a retention row listing its run id.
 
 ``apply(plan, actor)`` does it: in ONE transaction it appends a ``retention`` ledger row (``record()``: what is
 removed, the cutoff, the days, and ``removed_through_seq`` / ``removed_last_hash``, the link ``Ledger.verify`` uses
@@ -364,7 +366,8 @@ def inspect_directory(path: Path, area: str, view: LedgerView, cutoff: datetime)
     A run is this ledger's when its record names a ledger row (``ledger.seq``, ``ledger.row_hash``) that this ledger
     holds for that run id with that hash; or, once an earlier apply removed the row, when the record names this
     ledger's file or URL (``gate.staging.same_ledger``), its seq lies before the oldest row and a retention row lists
-    its run id (an orphan: removed whatever its age)."""
+    its run id (an orphan of that apply). Its age is that of its newest trace: the record's ``created_at`` or a later
+    ledger row of the run (a run released after a long review is kept ``days`` from its release)."""
     name = path.name
 
     def keep(reason: str, run_id: str | None = None, created: str | None = None, seq: int | None = None):
@@ -397,16 +400,21 @@ def inspect_directory(path: Path, area: str, view: LedgerView, cutoff: datetime)
         return keep("kept: its record names no ledger row", name, created)
     if area == PENDING:
         return keep("kept: pending", name, created, seq)
-    row = view.ledger.find_by_run(name)
+    events = view.ledger.events(name)
+    row = next((r for r in events if r.kind == "run"), None)
+    latest = max([at, *(t for t in (_parse_time(r.created_at) for r in events) if t is not None)])
+    since = "" if latest == at else f" (its last ledger row is from {_stamp(latest)})"
     if row is not None:
         if row.seq != seq or row.row_hash != row_hash:
             return keep(f"kept: its record names another ledger ({named}), not row {row.seq} here", name, created, seq)
-        if at < cutoff:
-            return RunDirectory(path, area, name, created, seq, "remove", "older than the cutoff")
+        if latest < cutoff:
+            return RunDirectory(path, area, name, created, seq, "remove", "older than the cutoff" + since)
         return None
     removed = view.first_seq is not None and seq < view.first_seq and name in view.removed_runs
     if removed and isinstance(named, str) and same_ledger(named, view.ledger.db.locator):
-        reason = f"its ledger row (seq {seq}) was removed by an earlier retention apply"
+        if latest >= cutoff:
+            return None
+        reason = f"its ledger row (seq {seq}) was removed by an earlier retention apply" + since
         return RunDirectory(path, area, name, created, seq, "remove", reason)
     return keep(f"kept: this ledger holds no row of this run (its record names {named})", name, created, seq)
 

@@ -494,3 +494,26 @@ def test_names_are_printed_escaped(world, capsys):
         "remove: released/r1 (older than the cutoff)",
         "remove: released/r2 (older than the cutoff)",
     ]
+
+
+def test_a_run_released_after_a_long_review_is_kept_from_its_release(db_url, tmp_path):
+    """Submitted in 2020, released now: its run row may go (the release row stays, and ends the prefix), its
+    directory stays; planned for 2040 both are old and go, the directory as an orphan of the first apply."""
+    db = Database.open(db_url, create=True)
+    runs = tmp_path / "runs"
+    run = _append(db, "p1", OLD.format(1), decision="pending")
+    _append(db, "p1", _now(), decision="approved", kind="approve")
+    _append(db, "p1", _now(), decision="released", kind="release")
+    _run_dir(runs, "released", db, run, run.created_at)
+    first = plan(db, runs, MIN_DAYS)
+    assert (first.removed_first_seq, first.removed_through_seq) == (1, 1)  # the run row only
+    assert first.to_remove == () and first.kept_recent == 1
+    apply(first, "dpo")
+    assert (runs / "released" / "p1" / "video.mp4").is_file() and Ledger(db).verify().ok
+    later = plan(db, runs, MIN_DAYS, now=datetime(2040, 1, 1, tzinfo=UTC))
+    assert later.removed_through_seq == 4  # approve, release, the first retention row
+    (gone,) = later.to_remove
+    assert gone.run_id == "p1"
+    assert gone.reason.startswith("its ledger row (seq 1) was removed by an earlier retention apply (its last ledger")
+    apply(later, "dpo")
+    assert not (runs / "released" / "p1").exists() and Ledger(db).verify().ok
