@@ -287,3 +287,22 @@ def test_ledger_lookup_refuses_a_broken_chain_before_the_row_when_it_is_small(tm
     _tamper(lg, "UPDATE ledger SET output_path='/x.mp4' WHERE seq=1")
     with pytest.raises(ProvenanceError, match=r"row seq 1 \(run r0\)"):
         ledger_lookup(f"{4:016x}", lg.path)
+
+
+@pytest.mark.parametrize("whole_chain_rows", [1000, 1], ids=["whole-chain", "from-the-row"])
+def test_ledger_lookup_after_retention_finds_the_kept_runs_and_not_the_removed(tmp_path, monkeypatch, whole_chain_rows):
+    """_fill dates r0..r4 2026-11-23T00:00:00Z..04Z; a plan whose cutoff is r3's time removes r0..r2 (rows 1-3). The
+    lookup of a kept run verifies the shorter chain (whole, or from its row); a removed run is simply not found."""
+    from datetime import UTC, datetime, timedelta
+
+    import gate.verify_view
+    from gate.retention import apply, plan
+
+    monkeypatch.setattr(gate.verify_view, "WHOLE_CHAIN_ROWS", whole_chain_rows)
+    lg = _fill(tmp_path / "l.sqlite")  # r0..r4 at 2026-11-23T00:00:00..04Z
+    now = datetime(2026, 11, 23, 0, 0, 3, tzinfo=UTC) + timedelta(days=183)  # cutoff = r3's time: r0..r2 are older
+    result = apply(plan(lg.db, None, 183, now=now), "dpo")
+    assert result.removed_rows == 3 and [r.seq for r in lg.rows()] == [4, 5, 6]
+    found = ledger_lookup(f"{3:016x}", lg.path)
+    assert found is not None and found["run_id"] == "r3" and found["seq"] == 4
+    assert ledger_lookup(f"{1:016x}", lg.path) is None  # r1's row is gone: a lookup finds nothing, and says nothing
