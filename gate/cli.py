@@ -165,6 +165,11 @@ def verify_command(
 
     The ledger record is found through the payload (the watermark's, which survives a stripped manifest).
 
+    It also shows the file's compliance matrix (one row per obligation: met, not met, not applicable, not checked,
+    with the evidence; --json: "compliance") and the latent disclosure fields of its manifest (--json:
+    "disclosure": provider, system, version, created, id; null when there are none). The matrix informs; it does
+    not change the exit code.
+
     Any video PyAV reads is verified: an MP4 carries the manifest; a copy in another container (AVI, MKV, WebM ...)
     cannot, so it is reported with its watermark and ledger record but is not verified.
 
@@ -178,11 +183,14 @@ def verify_command(
     import json
 
     from gate import media
-    from gate.verify_view import ledger_lookup, verify_tree
+    from gate.compliance import evidence_from_report, matrix
+    from gate.config import load as load_config
+    from gate.verify_view import disclosure_dict, ledger_lookup, verify_tree
     from provenance.keys import load_trust_anchors
     from provenance.verify import verify
 
     anchors = load_trust_anchors(trust)
+    config = load_config()
     report = verify(
         file,
         media.iter_frames(file),
@@ -190,11 +198,14 @@ def verify_command(
         require_trusted=require_trusted,
         lookup=lambda payload: ledger_lookup(payload, _ledger_path(ledger)),
     )
+    rows = matrix(evidence_from_report(report, ledger_locator=_ledger_path(ledger), config=config))
     if json_out:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        out = {**report.to_dict(), "disclosure": disclosure_dict(report.manifest)}
+        out["compliance"] = [row.model_dump(mode="json") for row in rows]
+        typer.echo(json.dumps(out, indent=2))
     else:
         wide = console if console.is_terminal else Console(highlight=False, soft_wrap=True, emoji=False, width=160)
-        wide.print(verify_tree(report))
+        wide.print(verify_tree(report, rows))
     if not report.verified:
         say(f"{PROG}: {file}: not verified: {'; '.join(report.reasons)}", err=True)
         return int(ExitCode.PROVENANCE)

@@ -9,9 +9,11 @@ the gate's own records of it, or from the configuration in force only where the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +183,8 @@ class Evidence:
     ``manifest``: the C2PA manifest as read and validated from the final file. ``watermark``: the watermark decoded
     from its frames; ``agreement``: the watermark equals the manifest's soft binding (None: nothing to compare).
     ``aigc``: the GB 45438 ``AIGC`` container tag, parsed; ``aigc_error``: the tag is present but invalid (the field
-    and rule). ``label``: ``gate.label.LabelCheck.to_dict()`` on the final frames (None: not checked);
+    and rule). ``label``: ``gate.label.LabelCheck.to_dict()`` on the final frames (None: not checked;
+    ``{"checked": False, "reason": ...}``: a label is known but could not be checked here, and why);
     ``label_required``: the policy burns a label (None: unknown). ``consent``: ``gate.consent.ConsentOutcome.to_dict()``
     (None: not checked; a ``status_now`` key, when present, is the consent record's status today).
     ``retention_days`` / ``retention_source``: the retention in force and where it was set; ``ledger_verified``: the
@@ -305,6 +308,11 @@ def rule_timestamp(ev: Evidence) -> ComplianceRow:
     if problem:
         return _not_met(rid, problem)
     stamp = _h1(m, "timestamp")
+    codes = ", ".join(_h1(m, "timestamp_codes") or []) or "none"
+    if not stamp and m.signature.get("time"):
+        return _not_met(
+            rid, f"the signature's time-stamp did not validate (time-stamp codes: {codes})", [_manifest_evidence(m)]
+        )
     if not stamp:
         return _not_met(
             rid,
@@ -312,7 +320,7 @@ def rule_timestamp(ev: Evidence) -> ComplianceRow:
             "($HALLO3_GATE_TSA_URL)",
             [_manifest_evidence(m)],
         )
-    return _met(rid, [_manifest_evidence(m), f"signature time-stamp (RFC 3161): {stamp}"])
+    return _met(rid, [_manifest_evidence(m), f"signature time-stamp (RFC 3161): {stamp}; codes: {codes}"])
 
 
 _DISCLOSURE_FIELDS = ("provider", "system", "version", "created", "id")
@@ -407,6 +415,15 @@ def _fmt(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
+def _label_unchecked(rid: str, ev: Evidence) -> ComplianceRow | None:
+    """The row when there is no label check to judge (None: there is one)."""
+    if ev.label is None:
+        return _label_missing(rid, ev)
+    if ev.label.get("checked") is False:
+        return _not_checked(rid, str(ev.label.get("reason") or "the visible label was not checked"))
+    return None
+
+
 def _label_missing(rid: str, ev: Evidence) -> ComplianceRow:
     if ev.label_required is False:
         return _not_met(rid, "the policy burns no visible label")
@@ -421,8 +438,9 @@ def rule_eu_50_4(ev: Evidence) -> ComplianceRow:
     """Met: the label check on the final file's frames passed — every frame of the first ``start_seconds`` carries
     the label (and, if persistent, every later frame the mark), found by matching the rendered label."""
     rid = "eu-ai-act-50-4-label"
-    if ev.label is None:
-        return _label_missing(rid, ev)
+    unchecked = _label_unchecked(rid, ev)
+    if unchecked is not None:
+        return unchecked
     lab = _flat_label(ev.label)
     if not lab.get("ok"):
         return _not_met(
@@ -435,8 +453,9 @@ def rule_cn_explicit(ev: Evidence) -> ComplianceRow:
     """Met: the label check passed, it covers at least ``MIN_LABEL_SECONDS`` from the start, and its text height is
     at least ``MIN_LABEL_SIZE`` of the short side (GB 45438)."""
     rid = "cn-gb45438-explicit"
-    if ev.label is None:
-        return _label_missing(rid, ev)
+    unchecked = _label_unchecked(rid, ev)
+    if unchecked is not None:
+        return unchecked
     lab = _flat_label(ev.label)
     evidence = _label_evidence(lab)
     if not lab.get("ok"):
@@ -722,8 +741,6 @@ def evidence_from_report(
     aigc, aigc_error = read_aigc(path)
     spec, label_required = label_spec_for(report)
     label = check_label(path, spec) if spec is not None else None
-    if spec is not None and label is None:
-        label_required = True  # a spec is known but it could not be checked here: not_checked, never met
     return Evidence(
         manifest=report.manifest,
         watermark=report.watermark,
@@ -772,7 +789,7 @@ def label_spec_for(report: VerifyReport) -> tuple[dict | None, bool | None]:
         assertion = m.assertions.get(DISCLOSURE_LABEL)
         if isinstance(assertion, Mapping) and "visible_label" in assertion:
             spec = assertion["visible_label"]
-            return (dict(spec), True) if isinstance(spec, Mapping) else (None, False)
+            return (_from_cbor(spec), True) if isinstance(spec, Mapping) else (None, False)
     record = _recorded(report)
     if isinstance(record.get("label"), Mapping):
         return _flat_label(record["label"]), True
@@ -785,27 +802,43 @@ def label_spec_for(report: VerifyReport) -> tuple[dict | None, bool | None]:
     return None, (False if minor.isdigit() and int(minor) >= 3 else None)  # 1.3+ records say when a label exists
 
 
-def check_label(path: Path, spec: Mapping[str, Any]) -> dict | None:
-    """Run ``gate.label.check`` on the file's frames with ``spec``; None when it cannot run here (no ``gate.label``,
-    or the spec's font is not available): the label rows then say "not checked"."""
+_RGB_KEYS = ("text_rgb", "box_rgb")
+
+
+def _from_cbor(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A label spec as read back from a manifest assertion. c2pa stores assertion JSON as CBOR and writes an array of
+    small whole numbers as a byte string, which reads back as base64 text (``[255, 255, 255]`` -> ``"////"``): turn
+    the colour triples back into numbers; anything else is left for ``LabelSpec.from_dict`` to judge."""
+    out = dict(spec)
+    for key in _RGB_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if len(raw) == 3:
+                out[key] = list(raw)
+    return out
+
+
+def check_label(path: Path, spec: Mapping[str, Any]) -> dict:
+    """Run ``gate.label.check`` on the file's frames with ``spec`` (``LabelCheck.to_dict()``). When it cannot run
+    here (no ``gate.label``; the spec is malformed; its font is not on this machine), ``{"checked": False, "reason":
+    ...}``: the label rows then say "not checked" and why."""
     from reports.errors import Hallo3Error
 
     try:
         from gate import media
         from gate.label import LabelSpec, check
-        from gate.policy import DisclosurePolicy
-    except ImportError:
-        return None
+    except ImportError as exc:
+        return {"checked": False, "reason": f"this hallo3-gate cannot check visible labels ({exc})"}
     try:
-        if hasattr(LabelSpec, "from_dict"):
-            label_spec = LabelSpec.from_dict(dict(spec))
-        else:
-            keys = {f.name for f in fields(DisclosurePolicy)} - {"provider", "visible"}
-            label_spec = LabelSpec.from_policy(DisclosurePolicy(**{k: spec[k] for k in keys if k in spec}))
+        label_spec = LabelSpec.from_dict(dict(spec), "visible_label")
         fps = media.probe(path).fps
         return dict(check(media.iter_frames(path), fps, label_spec).to_dict())
-    except (Hallo3Error, TypeError, ValueError):
-        return None
+    except Hallo3Error as exc:
+        return {"checked": False, "reason": f"the label could not be re-checked: {exc.one_line()}"}
 
 
 def consent_for(record: Mapping[str, Any] | None, ledger_locator: Any = None) -> dict | None:

@@ -4,6 +4,7 @@ then watermark and agreement), and the ledger lookup that fills ``VerifyReport.r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from gate.ledger import Ledger, Row
 from gate.staging import REVIEW_KINDS, review_event, run_state
 from provenance.verify import VerifyReport
 from reports.errors import ProvenanceError, printable
+from reports.schema import COMPLIANCE_LABELS, ComplianceRow
 
 WHOLE_CHAIN_ROWS = 1000  # up to this many rows ledger_lookup verifies the whole chain (a fraction of a second)
 _STATE_STYLE = {"Trusted": "bold green", "Valid": "yellow", "Invalid": "bold red"}
@@ -78,7 +80,33 @@ def _e(text: object) -> str:
     return escape(printable(text, newlines=False))
 
 
-def verify_tree(report: VerifyReport) -> Tree:
+def disclosure_dict(manifest: Any) -> dict[str, Any] | None:
+    """The manifest's latent disclosure fields (provider, system, version, created, id), or None when it has none."""
+    disclosure = getattr(manifest, "disclosure", None)
+    if disclosure is None:
+        return None
+    data = disclosure.to_dict()
+    return {k: data.get(k) for k in ("provider", "system", "version", "created", "id")}
+
+
+_COMPLIANCE_STYLE = {"met": "green", "not_met": "bold red", "not_applicable": "dim", "not_checked": "yellow"}
+
+
+def _compliance_branch(root: Tree, rows: Sequence[ComplianceRow]) -> None:
+    """One line per row: status, id and requirement; under it the evidence and the reason."""
+    counts = {s: sum(r.status == s for r in rows) for s in _COMPLIANCE_STYLE}
+    summary = ", ".join(f"{n} {COMPLIANCE_LABELS[s]}" for s, n in counts.items() if n)
+    branch = root.add(f"compliance [dim]({_e(summary)})[/]")
+    for row in rows:
+        style = _COMPLIANCE_STYLE[row.status]
+        node = branch.add(f"[{style}]{_e(COMPLIANCE_LABELS[row.status])}[/] {_e(row.id)} [dim]{_e(row.requirement)}[/]")
+        for line in row.evidence:
+            node.add(f"[dim]evidence:[/] {_e(line)}")
+        if row.reason:
+            node.add(f"[dim]{'note' if row.status == 'met' else 'why'}:[/] {_e(row.reason)}")
+
+
+def verify_tree(report: VerifyReport, compliance: Sequence[ComplianceRow] | None = None) -> Tree:
     verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
     root = Tree(f"{_e(report.path)}  {verdict}")
     _manifest_branch(root, report)
@@ -104,6 +132,8 @@ def verify_tree(report: VerifyReport) -> Tree:
             for e in report.record["review"]:
                 said = "".join(f", {k} {e[k]}" for k in ("reason", "comment") if e.get(k))
                 review.add(_e(f"row {e['seq']} {e['kind']} by {e['actor']} ({e['role']}) at {e['created_at']}{said}"))
+    if compliance:
+        _compliance_branch(root, compliance)
     for reason in report.reasons:
         root.add(f"[red]why not verified:[/] {_e(reason)}")
     return root
@@ -118,6 +148,9 @@ def _manifest_branch(root: Tree, report: VerifyReport) -> None:
     node = root.add(f"manifest [{style}]{_e(m.state)}[/] {_e(m.active_label)}")
     if m.title:
         node.add(f"title {_e(m.title)}")
+    disclosure = disclosure_dict(m)
+    if disclosure is not None:
+        node.add(_e("disclosure: " + ", ".join(f"{k} {v}" for k, v in disclosure.items())))
     sig = m.signature
     signer = node.add(_e(f"signed by {sig.get('common_name')} ({sig.get('alg')})"))
     for cert in m.signer_chain:

@@ -116,3 +116,134 @@ def test_half_set_signing_variables_name_both(given, missing, monkeypatch, tmp_p
     assert main(["keys", "show"]) == ExitCode.USAGE
     line = _one_error_line(capsys.readouterr().err)
     assert line == f"hallo3-gate: error: {missing}: must be set together with {given}, which is set (got unset)"
+
+
+# --- verify --json: disclosure and the compliance matrix of any file ------------------------------------------------
+
+LABEL_FPS, LABEL_FRAMES, LABEL_SIZE = 25.0, 64, 288  # 2.56 s: the label's 2 s and a persistent tail
+
+
+@pytest.fixture(scope="module")
+def disclosed(tmp_path_factory, portraits) -> dict:
+    """A gate-made output as the gate makes it: an 'AI-generated' label burned into real portrait frames, then the
+    watermark, the AIGC tag, the signed manifest with the disclosure assertion (naming the label spec); and the
+    ledger row of its run, whose record carries the consent outcome (by id) and the label check."""
+    from PIL import Image
+
+    from gate import label, stamp
+    from gate.ledger import Ledger
+    from gate.policy import DisclosurePolicy
+    from provenance import watermark
+    from provenance.disclosure import Disclosure
+    from provenance.keys import SignerConfig, init_dev_keys, load_signer
+    from reports.schema import LabelRecord
+    from tests.wav import write_wav
+
+    work = tmp_path_factory.mktemp("disclosed")
+    keys = init_dev_keys(work / "keys").directory
+    face = np.asarray(Image.open(portraits[0]).convert("RGB").resize((LABEL_SIZE + 32, LABEL_SIZE + 32)))
+    frames = np.stack([face[(t // 2) % 16 :][:LABEL_SIZE, t % 16 :][:, :LABEL_SIZE] for t in range(LABEL_FRAMES)])
+    spec = label.LabelSpec.from_policy(DisclosurePolicy(start_seconds=2.0))
+    labelled = np.stack(list(label.burn(frames, LABEL_FPS, spec)))
+    audio = (0.2 * np.sin(np.arange(int(16000 * LABEL_FRAMES / LABEL_FPS)) * 0.05)).astype(np.float32)
+    portrait = work / "portrait.png"
+    Image.fromarray(frames[0]).save(portrait)
+    wav = write_wav(work / "speech.wav", audio, 16000)
+    disclosure = Disclosure.new(
+        provider="Example <Studios> & Co", generator="test clip", tool_version="0.0", visible_label=spec.to_dict()
+    )
+    payload = watermark.new_payload()
+    out = work / "video.mp4"
+    stamp.encode_watermarked(
+        labelled, LABEL_FPS, audio, 16000, out, payload=payload, metadata=stamp.aigc_metadata(disclosure, payload)
+    )
+    root = (keys / DEV_ROOT_CERT).read_bytes()
+    stamp.sign_and_verify(
+        out,
+        signer=load_signer(SignerConfig.development_keys(keys)),
+        portrait=portrait,
+        audio_path=wav,
+        payload=payload,
+        gate_results=None,
+        trust_anchors_pem=root,
+        disclosure=disclosure,
+        duration_ms=int(LABEL_FRAMES / LABEL_FPS * 1000),
+    )
+    check = label.check(labelled, LABEL_FPS, spec)
+    assert check.ok, check.reason
+    consent = {"consent_id": "cns-0123456789ab", "status": "matched", "similarity": 0.83, "threshold": 0.6,
+               "backend": "facenet", "output_similarity": 0.8}  # fmt: skip
+    record = {"run_id": "run-disclosed", "disclosure": disclosure.to_dict(), "consent": consent,
+              "label": LabelRecord.from_check(check.to_dict()).model_dump(mode="json")}  # fmt: skip
+    ledger = work / "ledger.sqlite"
+    Ledger(ledger, create=True).append(
+        run_id="run-disclosed",
+        created_at=disclosure.created,
+        decision="released",
+        output_path=str(out),
+        output_sha256="0" * 64,
+        payload_hex=payload.hex(),
+        record_json=json.dumps(record),
+    )
+    trust = work / "root.pem"
+    trust.write_bytes(root)
+    return {"path": out, "ledger": ledger, "trust": trust, "disclosure": disclosure, "payload": payload.hex()}
+
+
+def _verify_json(capsys, path, fixture, expect: int) -> dict:
+    args = ["verify", str(path), "--json", "--trust", str(fixture["trust"]), "--ledger", str(fixture["ledger"])]
+    assert main(args) == expect
+    return json.loads(capsys.readouterr().out)
+
+
+def _statuses(out: dict) -> dict[str, str]:
+    return {row["id"]: row["status"] for row in out["compliance"]}
+
+
+def test_verify_json_shows_the_disclosure_and_the_compliance_matrix(disclosed, capsys, monkeypatch, tmp_path):
+    from gate.compliance import ROW_IDS
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))  # the default retention: 365 days
+    out = _verify_json(capsys, disclosed["path"], disclosed, 0)
+    assert out["disclosure"] == disclosed["disclosure"].to_dict()
+    assert set(out["disclosure"]) == {"provider", "system", "version", "created", "id"}
+    assert [row["id"] for row in out["compliance"]] == list(ROW_IDS)
+    got = _statuses(out)
+    rows = {row["id"]: row for row in out["compliance"]}
+    for rid in ("eu-ai-act-50-2", "ca-sb942-latent", "cn-gb45438-implicit", "cn-gb45438-explicit", "consent"):
+        assert got[rid] == "met", rows[rid]["reason"]  # what issue 10 says the released file must show
+    for rid in ("eu-code-1-1-2-watermark", "eu-ai-act-50-4-label", "c2pa-watermark-action", "c2pa-manifest-recovery",
+                "ca-sb942-detection", "cawg-identity", "cawg-training-mining", "cn-art9-retention"):  # fmt: skip
+        assert got[rid] == "met", rows[rid]["reason"]
+    assert got["rfc3161-timestamp"] == "not_met" and got["c2pa-soft-binding"] == "not_met"
+    assert "Example <Studios> & Co" in " ".join(rows["ca-sb942-latent"]["evidence"])
+    assert f"ReservedCode1={disclosed['payload']}" in rows["cn-gb45438-implicit"]["evidence"][0]
+    assert "'AI-generated' at top-right" in rows["cn-gb45438-explicit"]["evidence"][0]
+    assert "run run-disclosed" in rows["c2pa-manifest-recovery"]["evidence"][0]
+
+
+def test_verify_json_of_a_stripped_copy_keeps_watermark_and_ledger_rows(disclosed, capsys, tmp_path, monkeypatch):
+    from gate.media import remux
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    stripped = remux(disclosed["path"], tmp_path / "stripped.mp4")
+    out = _verify_json(capsys, stripped, disclosed, int(ExitCode.PROVENANCE))
+    assert out["disclosure"] is None and out["record"]["run_id"] == "run-disclosed"
+    got = _statuses(out)
+    rows = {row["id"]: row for row in out["compliance"]}
+    for rid in ("eu-ai-act-50-2", "ca-sb942-latent", "rfc3161-timestamp", "c2pa-watermark-action", "cawg-identity"):
+        assert got[rid] == "not_met" and rows[rid]["reason"].startswith("no manifest:"), rows[rid]
+    assert got["eu-code-1-1-2-watermark"] == "met" and got["c2pa-manifest-recovery"] == "met"
+    assert got["ca-sb942-detection"] == "met"  # through the watermark and the ledger record's disclosure
+    assert got["cn-gb45438-explicit"] == "met"  # the label, re-checked on the stripped copy from the record's spec
+    assert got["consent"] == "met"
+
+
+def test_verify_tree_shows_the_compliance_branch(disclosed, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    args = ["verify", str(disclosed["path"]), "--trust", str(disclosed["trust"]), "--ledger", str(disclosed["ledger"])]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "compliance (13 met, 2 not met)" in text
+    assert "not met rfc3161-timestamp" in text and "why: the signature carries no RFC 3161 time-stamp" in text
+    assert "disclosure: provider Example <Studios> & Co" in text

@@ -174,8 +174,13 @@ def test_a_released_output_meets_the_rows_the_issue_lists():
 
 
 def test_a_time_stamped_signature_meets_the_rfc3161_row():
-    row = rows(full_evidence(manifest=signed_manifest(time="2026-12-02T10:00:03+00:00")))["rfc3161-timestamp"]
+    stamped = signed_manifest(time="2026-12-02T10:00:03+00:00")
+    validated = dataclasses.replace(stamped, successes=(*stamped.successes, ValidationCode("timeStamp.validated")))
+    row = rows(full_evidence(manifest=validated))["rfc3161-timestamp"]
     assert row.status == "met" and "2026-12-02T10:00:03+00:00" in row.evidence[-1]
+    assert "timeStamp.validated" in row.evidence[-1]
+    row = rows(full_evidence(manifest=stamped))["rfc3161-timestamp"]  # a time, but c2pa-rs did not validate it
+    assert row.status == "not_met" and row.reason.startswith("the signature's time-stamp did not validate")
 
 
 MANIFEST_ROWS = (
