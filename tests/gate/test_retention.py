@@ -517,3 +517,22 @@ def test_a_run_released_after_a_long_review_is_kept_from_its_release(db_url, tmp
     assert gone.reason.startswith("its ledger row (seq 1) was removed by an earlier retention apply (its last ledger")
     apply(later, "dpo")
     assert not (runs / "released" / "p1").exists() and Ledger(db).verify().ok
+
+
+def test_a_failure_inside_the_transaction_leaves_neither_the_row_nor_the_removal(world, monkeypatch):
+    """The retention row and the DELETE are one transaction: a write that fails between them (here: the database
+    refusing the DELETE) leaves the ledger exactly as it was, and no directory is touched."""
+    from gate.ledger import Ledger as L
+    from reports.errors import OutputError
+
+    db, runs, _ = world
+    rows, tree = Ledger(db).rows(), _tree(runs)
+
+    def full_disk(self, tx, **kw):
+        tx.execute("SELECT 1")  # the retention row was appended in this transaction just before
+        raise OutputError(db.display, "ledger must be writable", "database or disk is full")
+
+    monkeypatch.setattr(L, "remove_prefix_in", full_disk)
+    with pytest.raises(OutputError):
+        apply(plan(db, runs, MIN_DAYS), "dpo")
+    assert Ledger(db).rows() == rows and _tree(runs) == tree
