@@ -350,6 +350,11 @@ def rule_sb942_latent(ev: Evidence) -> ComplianceRow:
     return _met(rid, [_manifest_evidence(m), _disclosure_line(d)])
 
 
+def _pending(ev: Evidence) -> bool:
+    """The evidence of a gate run's own record: its ledger row does not exist yet (``evidence_for_run``)."""
+    return ev.ledger_record is not None and ev.ledger_record.get("seq") is None
+
+
 def _recorded_disclosure(ev: Evidence) -> dict | None:
     record = (ev.ledger_record or {}).get("record")
     found = record.get("disclosure") if isinstance(record, Mapping) else None
@@ -371,7 +376,7 @@ def rule_sb942_detection(ev: Evidence) -> ComplianceRow:
             evidence.append(f"found in the manifest: {_disclosure_line(disclosure)}")
     if ev.watermark.payload_hex is not None:
         basis.append("watermark")
-    if ev.ledger_record is not None:
+    if ev.ledger_record is not None and not _pending(ev):
         basis.append("ledger")
         recorded = _recorded_disclosure(ev)
         if recorded is not None:
@@ -551,6 +556,12 @@ def rule_manifest_recovery(ev: Evidence) -> ComplianceRow:
     payload = ev.watermark.payload_hex
     if payload is None:
         return _not_met(rid, "no watermark decoded: nothing to look the record up by")
+    if _pending(ev):
+        return _not_checked(
+            rid,
+            f"the ledger row of run {ev.ledger_record.get('run_id')} is appended after this record is written; "
+            f"`hallo3-gate verify` finds it by the watermark payload {payload}",
+        )
     if ev.ledger_record is None:
         return _not_met(
             rid, f"no ledger record holds watermark payload {payload} (another installation, or another --ledger)"
@@ -758,6 +769,55 @@ def evidence_from_report(
     )
 
 
+def evidence_for_run(
+    report: VerifyReport,
+    *,
+    run_id: str,
+    label: dict | None,
+    label_required: bool,
+    consent: dict | None,
+    config: GateConfig,
+    ledger_locator: Any = None,
+) -> Evidence:
+    """The evidence for a gate run's own record, gathered right after ``gate.stamp.sign_and_verify`` verified the
+    final file from disk (``report``). ``label``: ``gate.label.check`` on the final file's frames (``to_dict()``);
+    ``label_required``: the policy burns a label; ``consent``: the run's ``ConsentOutcome.to_dict()``. The run's
+    ledger row is appended after its record is written, so ``ledger_record`` is ``{"run_id": run_id, "seq": None}``
+    (the recovery row says "not checked" and why), and the ledger verified is the chain before that row."""
+    aigc, aigc_error = read_aigc(Path(report.path))
+    return Evidence(
+        manifest=report.manifest,
+        watermark=report.watermark,
+        agreement=report.agreement,
+        aigc=aigc,
+        aigc_error=aigc_error,
+        label=label,
+        label_required=label_required,
+        consent=consent,
+        retention_days=config.retention_days,
+        retention_source=config.retention_source,
+        ledger_verified=ledger_verifies(ledger_locator),
+        ledger_record={"run_id": run_id, "seq": None},
+        false_positive_bound=false_positive_bound(report.watermark.method),
+    )
+
+
+def record_fields(ev: Evidence) -> dict[str, Any]:
+    """The 1.3 record's compliance parts from one body of evidence: ``compliance`` (``matrix``), ``disclosure`` (the
+    validating manifest's disclosure assertion), ``consent`` (by id, ``ConsentRef``), ``label`` (the check,
+    ``LabelRecord``) — each None when there is none, so ``GateRecord(..., **record_fields(ev))``."""
+    from reports.schema import ConsentRef, DisclosureRecord, LabelRecord
+
+    disclosure = _h1(ev.manifest, "disclosure") if _manifest_problem(ev.manifest) is None else None
+    checked = ev.label is not None and ev.label.get("checked") is not False
+    return {
+        "compliance": matrix(ev),
+        "disclosure": DisclosureRecord.from_disclosure(disclosure) if disclosure is not None else None,
+        "consent": ConsentRef.from_outcome(ev.consent) if ev.consent is not None else None,
+        "label": LabelRecord.from_check(ev.label) if checked else None,
+    }
+
+
 def read_aigc(path: Path) -> tuple[AigcLabel | None, str | None]:
     """The ``AIGC`` container tag parsed (``provenance.disclosure.parse_aigc``), or the reason it is invalid."""
     try:
@@ -869,12 +929,10 @@ def consent_status_now(consent_id: str, ledger_locator: Any = None) -> str | Non
     from reports.errors import Hallo3Error
 
     try:
-        db = Database.open(ledger_locator)
-        records = consent.list_records(db)
-    except (Hallo3Error, OSError, AttributeError, TypeError):
+        found = consent.get(Database.open(ledger_locator), consent_id)
+    except (Hallo3Error, OSError):  # no database, no consents table, no such id (NotFound)
         return None
-    found = next((r for r in records if getattr(r, "id", None) == consent_id), None)
-    return None if found is None else str(found.status(datetime.now(UTC)))
+    return str(found.status(datetime.now(UTC)))
 
 
 def ledger_verifies(ledger_locator: Any = None) -> bool | None:

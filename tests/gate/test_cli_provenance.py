@@ -247,3 +247,42 @@ def test_verify_tree_shows_the_compliance_branch(disclosed, capsys, monkeypatch,
     assert "compliance (13 met, 2 not met)" in text
     assert "not met rfc3161-timestamp" in text and "why: the signature carries no RFC 3161 time-stamp" in text
     assert "disclosure: provider Example <Studios> & Co" in text
+
+
+def test_verify_checks_todays_status_of_the_recorded_consent(disclosed, capsys, tmp_path, monkeypatch, portraits):
+    """The record names the consent id it matched; verify looks the id up in the gate database: still active → met;
+    revoked since → not met (and never a name in the output)."""
+    import shutil
+
+    from gate import consent
+    from gate.database import Database
+    from gate.ledger import Ledger
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    ledger = shutil.copy(disclosed["ledger"], tmp_path / "ledger.sqlite")
+    evidence = tmp_path / "consent-form.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed consent\n")
+    db = Database.open(ledger, create=True)
+    rec = consent.add(
+        db, name="Zoë Example-Person", portrait=portraits[0], evidence=evidence, scope=None, expires=None, actor="ops"
+    )
+    row = {"consent_id": rec.id, "status": "matched", "similarity": 0.9, "threshold": 0.6, "backend": rec.backend}
+    Ledger(ledger).append(
+        run_id="run-consented",
+        created_at="2026-12-02T10:00:00Z",
+        decision="released",
+        output_path=str(disclosed["path"]),
+        output_sha256="0" * 64,
+        payload_hex=disclosed["payload"],
+        record_json=json.dumps({"run_id": "run-consented", "consent": row}),
+    )
+    fixture = {**disclosed, "ledger": ledger}
+    out = _verify_json(capsys, disclosed["path"], fixture, 0)
+    consent_row = next(r for r in out["compliance"] if r["id"] == "consent")
+    assert consent_row["status"] == "met" and consent_row["evidence"][-1] == f"consent record {rec.id} is still active"
+    consent.revoke(db, rec.id, "ops", "withdrawn")
+    out = _verify_json(capsys, disclosed["path"], fixture, 0)
+    consent_row = next(r for r in out["compliance"] if r["id"] == "consent")
+    assert consent_row["status"] == "not_met"
+    assert consent_row["reason"] == f"consent {rec.id} matched when the video was made, but the record is revoked now"
+    assert "Zoë" not in json.dumps(out, ensure_ascii=False)

@@ -392,3 +392,34 @@ def test_the_false_positive_bound_is_stated_only_for_this_projects_watermark():
     text = C.false_positive_bound(METHOD)
     assert text is not None and "3.2e-06" in text
     assert C.false_positive_bound("com.digimarc.validate.1") is None
+
+
+def test_a_gate_runs_own_record_says_its_ledger_row_is_still_to_come():
+    pending = full_evidence(ledger_record={"run_id": "20261202T100000Z-abc", "seq": None})
+    got = rows(pending)
+    recovery = got["c2pa-manifest-recovery"]
+    assert recovery.status == "not_checked" and "appended after this record is written" in recovery.reason
+    assert got["ca-sb942-detection"].evidence[0] == "answer rests on: c2pa_manifest, watermark"
+
+
+def test_record_fields_fill_a_valid_1_3_record():
+    from reports.schema import GateRecord
+    from tests.reports.conftest import build_record_dict as record_dict
+
+    ev = full_evidence(consent={**CONSENT_OK, "name": "Jane Doe"}, label={**LABEL_OK, "worst_contrast": 80.0})
+    parts = C.record_fields(ev)
+    assert parts["disclosure"].model_dump() == DISCLOSURE.to_dict()
+    assert parts["consent"].consent_id == "cns-0123456789ab" and "name" not in parts["consent"].model_dump()
+    assert parts["label"].ok and parts["label"].worst_contrast == 80.0
+    data = record_dict("released", compliance=True)
+    data.update({k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in parts.items()})
+    data["compliance"] = [row.model_dump(mode="json") for row in parts["compliance"]]
+    record = GateRecord.model_validate(data)
+    assert [r.id for r in record.compliance] == list(C.ROW_IDS) and record.consent.status == "matched"
+    stripped = C.record_fields(full_evidence(manifest=ManifestReport(path="x.mp4", state=None), label=None))
+    assert stripped["disclosure"] is None and stripped["label"] is None
+    unchecked = C.record_fields(full_evidence(label={"checked": False, "reason": "font missing"}))
+    assert unchecked["label"] is None
+    assert rows(full_evidence(label={"checked": False, "reason": "font missing"}))["cn-gb45438-explicit"].reason == (
+        "font missing"
+    )
