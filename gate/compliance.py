@@ -5,6 +5,25 @@ requirement in one line, its source); the evaluation of each row from what the g
 below it. A status comes from evidence read from the file (its manifest, its watermark, its metadata, its frames), from
 the gate's own records of it, or from the configuration in force only where the obligation is about the operator
 (retention) — never from a policy's wish alone.
+
+Statuses (``reports.schema.ComplianceRow``): ``met`` — the evidence listed shows it; ``not_met`` — the evidence shows
+it is not, or the project cannot meet it (the reason says which: e.g. the in-house watermark is not on the C2PA
+soft-binding algorithm list); ``not_applicable`` — the obligation does not apply (no rule gives it today);
+``not_checked`` — the gate could not look (the reason says what was missing), which is never a pass.
+
+How it is used:
+
+* ``hallo3-gate verify`` of any file: ``evidence_from_report`` (or ``evidence_for_file``) reads the manifest, the
+  watermark, the ``AIGC`` tag, the ledger record found by the watermark payload, re-checks the visible label (its spec
+  from the validating manifest's disclosure assertion ``visible_label``, else from the record's ``label``), takes the
+  consent outcome from the record (and the consent record's status today from the gate database), then ``matrix``.
+* a gate run's own record: ``evidence_for_run`` right after the final file was verified from disk, then
+  ``record_fields`` gives the record's ``compliance``, ``disclosure``, ``consent`` and ``label``; ``unmet(rows,
+  policy.compliance_required)`` lists the required rows that block a release.
+
+Conventions inside ``Evidence`` (documented where they are read): ``label = {"checked": False, "reason": ...}`` —
+a label is known but could not be checked here; ``ledger_record = {"run_id": ..., "seq": None}`` — the run's own
+ledger row is still to be written; ``consent["status_now"]`` — the consent record's status today.
 """
 
 from __future__ import annotations

@@ -286,3 +286,27 @@ def test_verify_checks_todays_status_of_the_recorded_consent(disclosed, capsys, 
     assert consent_row["status"] == "not_met"
     assert consent_row["reason"] == f"consent {rec.id} matched when the video was made, but the record is revoked now"
     assert "Zoë" not in json.dumps(out, ensure_ascii=False)
+
+
+def test_evidence_for_file_reads_everything_the_matrix_needs(disclosed):
+    from gate import media
+    from gate.compliance import evidence_for_file, matrix
+    from gate.config import GateConfig
+
+    path = disclosed["path"]
+    ev = evidence_for_file(
+        path,
+        media.iter_frames(path),
+        trust_anchors_pem=disclosed["trust"].read_bytes(),
+        ledger_locator=disclosed["ledger"],
+        config=GateConfig(retention_days=200, retention_source="$HALLO3_GATE_RETENTION_DAYS"),
+    )
+    assert ev.manifest.validates and ev.agreement is True and ev.watermark.payload_hex == disclosed["payload"]
+    assert ev.aigc is not None and ev.aigc.produce_id == disclosed["disclosure"].id and ev.aigc_error is None
+    assert ev.label["ok"] and ev.label_required is True and ev.label["text"] == "AI-generated"
+    assert ev.consent["consent_id"] == "cns-0123456789ab" and "status_now" not in ev.consent  # no such id here
+    assert ev.ledger_verified is True and ev.ledger_record["run_id"] == "run-disclosed"
+    assert (ev.retention_days, ev.retention_source) == (200, "$HALLO3_GATE_RETENTION_DAYS")
+    assert "3.2e-06" in ev.false_positive_bound
+    retention = next(r for r in matrix(ev) if r.id == "cn-art9-retention")
+    assert retention.status == "met" and retention.evidence[0] == "retention 200 days ($HALLO3_GATE_RETENTION_DAYS)"
