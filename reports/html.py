@@ -34,13 +34,6 @@ def _files(record: GateRecord) -> list[tuple[str, FileRef]]:
     return files
 
 
-def compliance_required(record: GateRecord) -> list[str]:
-    """The compliance rows the record's policy requires (its ``[compliance] require``), as recorded with the policy."""
-    table = record.policy.content.get("compliance")
-    required = table.get("require") if isinstance(table, dict) else None
-    return [str(r) for r in required] if isinstance(required, list) else []
-
-
 def render_html(record: GateRecord) -> str:
     """The audit report as one HTML document (with a "Human review" section when the record carries a review, and a
     "Compliance" table with the disclosure, label and consent when it carries a compliance matrix)."""
@@ -55,6 +48,6 @@ def render_html(record: GateRecord) -> str:
             review_labels=REVIEW_EVENT_LABELS,
             compliance_counts=record.compliance_counts(),
             compliance_labels=COMPLIANCE_LABELS,
-            compliance_required=compliance_required(record),
+            compliance_required=record.compliance_required(),
         )
     )

@@ -105,12 +105,6 @@ def _compliance_case(suite: ET.Element, row: ComplianceRow, required: bool) -> N
         _sub(case, "system-out").text = detail
 
 
-def compliance_required(record: GateRecord) -> set[str]:
-    table = record.policy.content.get("compliance")
-    required = table.get("require") if isinstance(table, dict) else None
-    return {str(r) for r in required} if isinstance(required, list) else set()
-
-
 def render_junit(record: GateRecord) -> bytes:
     counts = record.check_counts()
     review = record.review
@@ -164,7 +158,7 @@ def render_junit(record: GateRecord) -> bytes:
         _testcase(suite, check, classname)
     if review is not None:
         _review_case(suite, review, f"hallo3-gate.{record.policy.name}.review")
-    required = compliance_required(record)
+    required = set(record.compliance_required())
     for row in record.compliance:
         _compliance_case(suite, row, row.id in required)
     out = _sub(suite, "system-out")

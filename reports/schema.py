@@ -811,6 +811,12 @@ class GateRecord(_Model):
     def compliance_row(self, row_id: str) -> ComplianceRow | None:
         return next((row for row in self.compliance if row.id == row_id), None)
 
+    def compliance_required(self) -> list[str]:
+        """The compliance rows the record's policy requires (its ``[compliance] require``, as recorded)."""
+        table = self.policy.content.get("compliance")
+        required = table.get("require") if isinstance(table, dict) else None
+        return [str(r) for r in required] if isinstance(required, list) else []
+
     def compliance_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(COMPLIANCE_STATUSES, 0)
         for row in self.compliance:
