@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from provenance.disclosure import DISCLOSURE_LABEL
 from reports.schema import COMPLIANCE_IDS, ComplianceRow
 
 if TYPE_CHECKING:  # H1's and the verifier's types; imported lazily at run time so this module stays light
@@ -146,7 +147,6 @@ if ROW_IDS != COMPLIANCE_IDS:  # pragma: no cover - a programming error, caught 
 
 # --- the evidence ----------------------------------------------------------------------------------------------------
 
-DISCLOSURE_LABEL = "org.hallo3-gate.disclosure"  # provenance.disclosure.DISCLOSURE_LABEL (H1); the same string
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 # the watermark action labels C2PA knows: spec 2.2 §18.10 ``c2pa.watermarked``; the Implementation Guidance and the
 # SDKs ``c2pa.watermarked.bound`` (the watermark's payload is bound to this manifest) / ``.unbound``
