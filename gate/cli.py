@@ -17,6 +17,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gate.cli_consent import consent_app
+from gate.cli_retention import retention_app
+from gate.config import load as load_config
 from reports.errors import PROG, ExitCode, InputError, UsageError, exit_status, printable
 
 app = typer.Typer(
@@ -37,6 +40,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(weights_app, name="weights")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(users_app, name="users")
+app.add_typer(consent_app, name="consent")
+app.add_typer(retention_app, name="retention")
 
 LEDGER_HELP = (
     "The ledger: an SQLite file or a postgresql:// URL (default $HALLO3_GATE_DB, else $HALLO3_GATE_LEDGER, else "
@@ -157,7 +162,7 @@ def verify_command(
         None, "--trust", help="PEM trust anchors (default $HALLO3_GATE_TRUST_ANCHORS; else built-in list only)."
     ),
     require_trusted: bool = typer.Option(
-        False, "--require-trusted", help="Treat a Valid-but-untrusted signer as a failure."
+        False, "--require-trusted", help="Treat a claim signer that is not on the trust list as a failure."
     ),
     ledger: str | None = typer.Option(None, "--ledger", help=LEDGER_HELP),
 ) -> int:
@@ -174,7 +179,8 @@ def verify_command(
     cannot, so it is reported with its watermark and ledger record but is not verified.
 
     Exit codes:
-    0 verified: manifest Trusted or Valid (Trusted only with --require-trusted), watermark = its soft-binding payload;
+    0 verified: manifest Trusted or Valid (with --require-trusted: its claim signer on the trust list), watermark =
+    its soft-binding payload;
     5 not verified: no manifest (e.g. any non-MP4 container), manifest Invalid, watermark absent or disagreeing
     (report printed, reasons on stderr), or the ledger that holds its record fails its hash-chain check;
     4 the file is not a readable, complete video (not a video, truncated, missing), or --ledger is not a ledger;
@@ -223,7 +229,7 @@ def stamp_command(
     crf: int = typer.Option(18, "--crf", help="H.264 CRF of the re-encode (0-51)."),
     trust: str | None = typer.Option(None, "--trust", help="PEM trust anchors for the verification after signing."),
     require_trusted: bool = typer.Option(
-        False, "--require-trusted", help="Fail unless the signed output reads Trusted (not merely Valid)."
+        False, "--require-trusted", help="Fail unless the signed output's claim signer is on the trust list."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
@@ -259,6 +265,7 @@ def stamp_command(
         trust_anchors_pem=anchors,
         crf=crf,
         require_trusted=require_trusted,
+        provider=load_config().provider,
     )
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -984,6 +991,7 @@ def demo_command(
     )
     say("")
     say((f"{PROG} demo: results", "bold"))
+    say(f"  provider named in the disclosures: {result.provider}; consent record {result.consent_id}")
     for r in result.runs:
         colour = "green" if r["decision"] == "released" else "red"
         say(
@@ -993,6 +1001,7 @@ def demo_command(
         )
         for reason in r["reasons"]:  # type: ignore[union-attr]
             say(f"      - {reason}")
+        say(f"      compliance: {r.get('compliance', '-')}")
         say(f"      report: {r['report']}")
     v = result.verify
     say(

@@ -438,9 +438,10 @@ def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))), float(np.linalg.norm(a - b))
 
 
-def _records_with_embeddings(db: Database, backend: str) -> tuple[int, list[tuple[ConsentRecord, np.ndarray]]]:
-    """(number of records of any kind, the records of ``backend`` that still have an embedding)."""
-    if not _has(db):
+def _records_with_embeddings(db: Database | None, backend: str) -> tuple[int, list[tuple[ConsentRecord, np.ndarray]]]:
+    """(number of records of any kind, the records of ``backend`` that still have an embedding); no database (the
+    gate's database does not exist yet) holds none."""
+    if db is None or not _has(db):
         return 0, []
     with db.reading() as tx:
         if not _has(db):
@@ -455,7 +456,7 @@ def _records_with_embeddings(db: Database, backend: str) -> tuple[int, list[tupl
 
 
 def match(
-    db: Database,
+    db: Database | None,
     reference_rgb: np.ndarray,
     *,
     output_embeddings: Sequence[np.ndarray | None] | None = None,

@@ -15,6 +15,11 @@ demo's database (passwords in ``demo-users.txt``, mode 0600), the review service
 approves the run through the JSON API with their own token: after the first it is still pending, after the second
 it is released.
 
+Compliance: the shipped policies release a video of a person only against a consent record, and name the provider
+in every latent disclosure. The demo registers consent for its portrait in its own database (the evidence is a demo
+statement it writes, saying so), and uses the configured provider (``gate.config``) — or, when none is configured,
+names itself "hallo3-gate demo (no provider configured)" and says so: a real deployment configures its own name.
+
 Everything lands under one output directory; nothing outside it is touched except the development signing keys
 (created once in the user's keys directory if absent).
 """
@@ -45,6 +50,7 @@ SUBMITTER = "demo-submitter"
 APPROVERS = ("demo-approver-1", "demo-approver-2")
 SERVER_START_S = 60.0
 SPEECH = "A machine made this video. It carries a watermark and a signed manifest."  # about 5 s
+DEMO_PROVIDER = "hallo3-gate demo (no provider configured)"
 
 
 @dataclass
@@ -56,6 +62,8 @@ class DemoResult:
     ledger: dict[str, object] = field(default_factory=dict)
     comparison: dict[str, Path] = field(default_factory=dict)
     review: dict[str, object] = field(default_factory=dict)
+    consent_id: str | None = None
+    provider: str | None = None
 
 
 def make_portrait(path: Path) -> Path:
@@ -109,6 +117,9 @@ def run_demo(
     anchors = dev_trust_anchor(config)
     ledger_path = out_dir / "ledger.sqlite"
     result = DemoResult(out_dir, inputs)
+    gate_config = _demo_config(say)
+    result.provider = gate_config.provider
+    result.consent_id = _demo_consent(ledger_path, inputs, say)
 
     for backend in backends:
         say(f"gate run: generate --backend {backend}")
@@ -125,6 +136,7 @@ def run_demo(
                 signer=config,
                 trust_anchors_pem=anchors,
                 prompt="An astronaut talking in front of the American flag",
+                config=gate_config,
             ),
             progress=lambda msg: say(f"  {msg}"),
         )
@@ -138,6 +150,7 @@ def run_demo(
                 "video": rec.output.path,
                 "report": str(outcome.directory / "report.html"),
                 "payload": rec.watermark.payload,
+                "compliance": ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in rec.compliance_counts().items() if n),
             }
         )
 
@@ -178,6 +191,7 @@ def run_demo(
             trust_anchors_pem=anchors,
             prompt="An astronaut talking in front of the American flag",
             submitted_by=SUBMITTER,
+            config=gate_config,
         ),
         progress=lambda msg: say(f"  {msg}"),
     )
@@ -186,6 +200,47 @@ def run_demo(
     rep = Ledger(ledger_path).verify()  # every run, submission, approval, release and user change is a row
     result.ledger = {"path": str(ledger_path), "rows": rep.rows, "ok": rep.ok, "head": rep.head}
     return result
+
+
+def _demo_config(say: Callable[[str], None]) -> object:
+    """The configuration in force; without a configured provider, the demo's own name for itself (said aloud)."""
+    import dataclasses
+
+    from gate import config
+
+    found = config.load()
+    if found.provider is not None:
+        return found
+    say(
+        f"no provider configured: the demo names itself {DEMO_PROVIDER!r} in the disclosures "
+        f"(set ${config.ENV_PROVIDER} or [provider] name in {config.default_path()})"
+    )
+    return dataclasses.replace(found, provider=DEMO_PROVIDER, provider_source="hallo3-gate demo")
+
+
+def _demo_consent(ledger_path: Path, inputs: dict[str, Path], say: Callable[[str], None]) -> str:
+    """A consent record for the demo portrait's person in the demo's database (created with it); the evidence file is
+    a statement the demo writes, saying that it is one."""
+    from gate import consent
+    from gate.database import Database
+
+    evidence = inputs["portrait"].parent / "consent-evidence-DEMO.txt"
+    evidence.write_text(
+        "DEMO consent evidence written by `hallo3-gate demo`: the scikit-image astronaut portrait (a public NASA "
+        "photo) stands in for a person who consented. A real record names a signed consent form.\n",
+        encoding="utf-8",
+    )
+    record = consent.add(
+        Database.open(str(ledger_path), create=True),
+        name="Astronaut portrait (scikit-image, demo)",
+        portrait=inputs["portrait"],
+        evidence=evidence,
+        scope="hallo3-gate demo videos",
+        expires=None,
+        actor="hallo3-gate demo",
+    )
+    say(f"consent record {record.id} registered for the demo portrait (evidence: {evidence.name})")
+    return record.id
 
 
 def _free_port() -> int:

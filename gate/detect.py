@@ -54,6 +54,9 @@ class ManifestEvidence:
     validation_failures: list[str]
     names_this_system: bool
     note: str | None = None
+    # the claim signer is on the trust list; c2pa-rs still says "Valid" when the only failure is the CAWG identity's
+    # credential missing from a CAWG trust list (e.g. the development CA)
+    signer_trusted: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ def _manifest_evidence(m: ManifestReport) -> ManifestEvidence:
         validation_failures=list(m.failure_codes),
         names_this_system=bool(names_us),
         note=m.note if not m.present else None,
+        signer_trusted=bool(m.present and m.signer_trusted),
     )
 
 

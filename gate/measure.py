@@ -29,7 +29,8 @@ LIPSYNC = ("sync_c", "sync_d", "sync_offset")
 IDENTITY = ("identity_mean", "identity_min", "identity_p10", "face_present_ratio")
 AVSYNC = ("avsync_offset", "avsync_corr")
 FVD = ("fvd",)
-ALL = (*LIPSYNC, *IDENTITY, *AVSYNC, *FVD)
+CONSENT = ("consent",)
+ALL = (*LIPSYNC, *IDENTITY, *AVSYNC, *FVD)  # what ``measure`` runs by default; consent needs the gate's registry
 
 
 @dataclass
@@ -40,6 +41,9 @@ class MeasureOutcome:
     weights: list[dict[str, Any]] = field(default_factory=list)  # verified files used: reports.schema.WeightRef fields
     refused_weights: list[str] = field(default_factory=list)  # why a weight file was refused (never loaded)
     allow_unpinned: bool = False  # the policy's [weights] allow_unpinned, under which ``weights`` were accepted
+    # the identity backend and its embeddings of the output's faces (one per frame, None where no face), kept so the
+    # consent check compares the same faces without embedding them again
+    face_embeddings: tuple[Any, list[Any]] | None = field(default=None, repr=False)
 
     def add(self, ms: Iterable[Measurement]) -> None:
         for m in ms:
@@ -112,11 +116,14 @@ def measure_candidate(
     needed: set[str] | None = None,
     fvd_reference: Path | None = None,
     allow_unpinned: bool = False,
+    consent_db: Any = None,
 ) -> MeasureOutcome:
     """Every metric in ``needed`` (default: all that can run) on one clip. Technical checks always run.
 
     ``allow_unpinned`` is the policy's ``[weights] allow_unpinned``: whether a weight file without a registry pin may
-    be used (it is then recorded as unpinned)."""
+    be used (it is then recorded as unpinned). ``consent`` (only when ``needed`` names it) matches the reference
+    portrait and the clip's faces against the active records of ``consent_db`` (a ``gate.database.Database``; None:
+    there is no registry yet, so no record)."""
     want = set(ALL if needed is None else needed)
     out = MeasureOutcome(allow_unpinned=allow_unpinned)
     out.add(measure_technical(frames, fps, audio, sample_rate))
@@ -130,6 +137,8 @@ def measure_candidate(
         _guard(out, AVSYNC, "offline AV-sync", lambda: _avsync(out, frames, fps, audio, sample_rate, track))
     if "fvd" in want:
         _guard(out, FVD, "FVD (I3D)", lambda: _fvd(out, frames, fvd_reference))
+    if "consent" in want:
+        _guard(out, CONSENT, "consent registry", lambda: _consent(out, frames, reference_rgb, consent_db, track))
     return out
 
 
@@ -157,14 +166,22 @@ def _face_track(out: MeasureOutcome, frames, track: list[Any]) -> Any:
     return track[0]
 
 
+def _identity_backend(out: MeasureOutcome) -> Any:
+    from metrics.identity import FaceNetBackend
+
+    return FaceNetBackend(_use(out, "dlib_landmarks_68").path, _use(out, "facenet").path)
+
+
 def _identity(out: MeasureOutcome, frames, reference_rgb, track: list[Any]) -> None:
-    from metrics.identity import FaceNetBackend, measure_identity
+    from metrics.identity import measure_identity
 
     if reference_rgb is None:
         out.add(Measurement.not_measured(n, "not measured: no reference portrait given", "identity") for n in IDENTITY)
         return
-    backend = FaceNetBackend(_use(out, "dlib_landmarks_68").path, _use(out, "facenet").path)
+    backend = _identity_backend(out)
     res = measure_identity(reference_rgb, frames, backend, track=_face_track(out, frames, track))
+    if res.embeddings:
+        out.face_embeddings = (backend, res.embeddings)
     out.add(res.measurements())
     out.series["identity_mean"] = _series(res.cosine)
     out.series_labels["identity_mean"] = f"cosine similarity to the reference portrait ({res.backend}), per frame"
@@ -180,6 +197,22 @@ def _avsync(out: MeasureOutcome, frames, fps, audio, sample_rate, track: list[An
         return
     res = measure_avsync(frames, fps, audio, sample_rate, track=_face_track(out, frames, track))
     out.add(res.measurements())
+
+
+def _consent(out: MeasureOutcome, frames, reference_rgb, db: Any, track: list[Any]) -> None:
+    """The policy metric ``consent`` (``gate.consent``): the reference portrait and the output's faces against the
+    registry's active records, with the identity backend (and the embeddings) identity similarity used."""
+    from gate import consent
+
+    if reference_rgb is None:
+        out.add([Measurement.not_measured("consent", "not measured: no reference portrait given", "consent registry")])
+        return
+    if out.face_embeddings is None:
+        backend = _identity_backend(out)
+        out.face_embeddings = (backend, backend.embed_frames(frames, _face_track(out, frames, track)))
+    backend, embeddings = out.face_embeddings
+    outcome = consent.match(db, reference_rgb, output_embeddings=embeddings, backend=backend)
+    out.add([consent.measurement(outcome)])
 
 
 def _fvd(out: MeasureOutcome, frames, fvd_reference: Path | None) -> None:

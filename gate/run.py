@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
+import math
 import os
 import secrets
 import signal
@@ -62,7 +63,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gate import media
+from gate import compliance, label, media
+from gate import config as gate_config
+from gate import consent as consent_mod
 from gate import policy as policy_mod
 from gate.database import is_postgres, sqlite_path
 from gate.ledger import Ledger
@@ -83,9 +86,10 @@ from gate.staging import (
     recover,
     remove_if_empty,
 )
-from gate.stamp import encode_watermarked, sign_and_verify
+from gate.stamp import aigc_metadata, encode_watermarked, sign_and_verify
 from provenance import watermark
 from provenance.c2pa import ingredient_mime
+from provenance.disclosure import Disclosure
 from provenance.keys import SignerConfig, SignerHandle, load_signer
 from provenance.verify import VerifyReport
 from reports import schema as S
@@ -137,6 +141,7 @@ class RunRequest:
     baseline_dir: Path | None = None
     run_id: str | None = None
     submitted_by: str | None = None  # who submits the run (None: $HALLO3_GATE_USER, else the OS user)
+    config: gate_config.GateConfig | None = None  # the deployment's configuration (None: gate.config.load())
 
 
 class Decoded:
@@ -173,6 +178,9 @@ class RunInputs:
     ledger_path: str = field(repr=False)  # the ledger's locator (SQLite path or PostgreSQL URL; may hold a password)
     kill_at: str | None  # the test hook's stage, if set
     submitted_by: str  # the submitter: the ledger row's actor
+    config: gate_config.GateConfig  # the deployment's configuration (provider, retention)
+    provider: str | None  # the provider named in the latent disclosures (None: none configured, none written)
+    label_spec: label.LabelSpec | None  # the visible label the policy burns in (None: none)
 
     @property
     def mode(self) -> str:
@@ -195,11 +203,15 @@ class Candidate:
     verify_report: VerifyReport | None
     provenance_reason: str | None  # why signing/verification failed (the run is then quarantined, exit 5)
     review: policy_mod.ReviewPolicy | None = None  # the policy's [review]: a passing run waits for people
+    disclosure: Disclosure | None = None  # the latent disclosure signed into the manifest
+    label_check: label.LabelCheck | None = None  # the visible label found on the final frames
+    compliance: list[S.ComplianceRow] = field(default_factory=list)  # the matrix of the final file
+    compliance_reasons: list[str] = field(default_factory=list)  # rows the policy requires that are not met
 
     @property
     def passed(self) -> bool:
-        """Every automated check passed and the provenance was proven."""
-        return self.decision.released and self.provenance_reason is None
+        """Every automated check passed, the provenance was proven and every required compliance row is met."""
+        return self.decision.released and self.provenance_reason is None and not self.compliance_reasons
 
     @property
     def exit_code(self) -> ExitCode:
@@ -207,13 +219,16 @@ class Candidate:
             return ExitCode.PROVENANCE
         if self.label == "pending":
             return ExitCode.AWAITING_REVIEW
+        if self.decision.released and self.compliance_reasons:
+            return ExitCode.GATE_FAILED
         return self.decision.exit_code
 
     @property
     def reasons(self) -> list[str]:
         if self.label == "pending":
             return [awaiting_review_note(self.review)]
-        return [*self.decision.reasons, *([self.provenance_reason] if self.provenance_reason else [])]
+        provenance = [self.provenance_reason] if self.provenance_reason else []
+        return [*self.decision.reasons, *provenance, *self.compliance_reasons]
 
     @property
     def label(self) -> str:
@@ -365,6 +380,9 @@ def prepare(req: RunRequest) -> RunInputs:
     submitted_by = submitter(req.submitted_by)
     run_id = check_run_id(req.run_id) if req.run_id is not None else new_run_id()
     pol = policy_mod.load(req.policy_path)
+    config = req.config if req.config is not None else gate_config.load()
+    provider = _provider(pol, config)
+    label_spec = label.LabelSpec.from_policy(pol.disclosure) if pol.disclosure and pol.disclosure.visible else None
     if not 0 <= req.crf <= 51:
         raise UsageError("--crf", "must be an H.264 CRF between 0 and 51", req.crf)
     if req.mode == "generate":
@@ -384,7 +402,11 @@ def prepare(req: RunRequest) -> RunInputs:
     signer = load_signer(req.signer or SignerConfig.from_env())
     reference_rgb = media.read_image(portrait)  # decoding last: the cheap checks answer first
     speech = media.read_audio(audio_path, ingredient=True)  # the speech is signed in as an audio ingredient
-    reviewed = Decoded(media.read_video(video_in) if video_in is not None else None)
+    clip = media.read_video(video_in) if video_in is not None else None
+    if clip is not None and label_spec is not None:  # the label must fit the reviewed frames: refuse now
+        label.template(label_spec, int(clip.frames.shape[2]), int(clip.frames.shape[1]))
+    if req.mode == "generate" and "consent" in pol.metrics_needed():
+        _refuse_without_consent(ledger, portrait, reference_rgb, pol)
     return RunInputs(
         request=req,
         run_id=run_id,
@@ -395,14 +417,55 @@ def prepare(req: RunRequest) -> RunInputs:
         audio_path=audio_path,
         speech=speech,
         video_in=video_in,
-        reviewed=reviewed,
+        reviewed=Decoded(clip),
         fvd_reference=fvd_reference,
         baseline=baseline,
         layout=layout,
         ledger_path=ledger_path,
         kill_at=kill_at,
         submitted_by=submitted_by,
+        config=config,
+        provider=provider,
+        label_spec=label_spec,
     )
+
+
+# the compliance rows whose evidence is the latent disclosure: a policy that requires one needs a provider to name
+DISCLOSURE_ROWS = ("eu-ai-act-50-2", "ca-sb942-latent", "cn-gb45438-implicit")
+
+
+def _provider(pol: policy_mod.Policy, config: gate_config.GateConfig) -> str | None:
+    """The provider named in this run's disclosures: the policy's ``[disclosure] provider``, else the configuration's
+    (``gate.config``). A policy that requires a disclosure row refuses to run without one (exit 2): there is no
+    built-in provider name."""
+    where = f"{pol.path}: disclosure.provider"
+    provider = gate_config.provider_name(config, pol.disclosure.provider if pol.disclosure else None, where)
+    needs = [row for row in DISCLOSURE_ROWS if row in pol.compliance_required]
+    if provider is None and needs:
+        raise UsageError(
+            f"${gate_config.ENV_PROVIDER}",
+            f"a provider name must be configured: policy {pol.name!r} requires {', '.join(needs)}, whose latent "
+            f"disclosure names the provider (set ${gate_config.ENV_PROVIDER}, [provider] name in "
+            f"{config.path or gate_config.default_path()}, or [disclosure] provider in the policy)",
+            "none configured",
+        )
+    return provider
+
+
+def _refuse_without_consent(
+    ledger: Ledger | None, portrait: Path, reference_rgb: np.ndarray, pol: policy_mod.Policy
+) -> None:
+    """Generate mode: nothing is generated of a person without an active consent record matching the reference
+    portrait (``gate.consent``); else ``ConsentRefused`` (exit 1) with the reason, before anything is written. A
+    portrait without a face is a bad input (exit 4): there is nobody to match."""
+    backend = consent_mod.identity_backend(allow_unpinned=pol.allow_unpinned_weights)
+    if backend.embed_image(reference_rgb) is None:
+        raise InputError(
+            str(portrait), "portrait must show a face: the depicted person's consent is matched by it", "no face found"
+        )
+    outcome = consent_mod.match(ledger.db if ledger is not None else None, reference_rgb, backend=backend)
+    if not outcome.matched:
+        raise consent_mod.ConsentRefused.from_outcome(outcome)
 
 
 # --- 2-5. the run ---------------------------------------------------------------------------------------------------
@@ -587,14 +650,27 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
     gen_info, weights_used = source.generator, source.weights
     timer.lap("generate" if inputs.mode == "generate" else "read")
 
-    # watermark every frame with a payload naming this output, encode into staging
+    # the visible label goes into the frames first (the watermark and every measurement see the labelled frames), then
+    # the watermark with a payload naming this output; encoded into staging with the AIGC implicit label (metadata)
     payload = watermark.new_payload()
+    disclosure = _disclosure(inputs, created_at, gen_info, weights_used)
     video = staging / VIDEO_NAME
+    frames: Any = source.frames
+    if inputs.label_spec is not None:
+        say(f"burning the visible label {inputs.label_spec.text!r} into the frames")
+        frames = label.burn(frames, source.fps, inputs.label_spec)
     say(f"watermarking {len(source.frames)} frames and encoding")
     encode_watermarked(
-        source.frames, source.fps, source.audio, source.sample_rate, video, payload=payload, crf=inputs.request.crf
+        frames,
+        source.fps,
+        source.audio,
+        source.sample_rate,
+        video,
+        payload=payload,
+        crf=inputs.request.crf,
+        metadata=aigc_metadata(disclosure, payload),
     )
-    del source
+    del source, frames
     timer.lap("watermark_encode")
     _kill_point(inputs, "after_encode")
 
@@ -611,6 +687,7 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
         needed=pol.metrics_needed(),
         fvd_reference=inputs.fvd_reference,
         allow_unpinned=pol.allow_unpinned_weights,
+        consent_db=_consent_db(inputs),
     )
     # one entry per file: the puppet backend and the face metrics both use the dlib landmark model
     weights_used = list({(w["name"], w["path"], w["sha256"]): w for w in [*weights_used, *measured.weights]}.values())
@@ -653,12 +730,25 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
             trust_anchors_pem=inputs.request.trust_anchors_pem,
             title=f"hallo3-gate {inputs.run_id}",
             generator={"name": f"{gen_info.backend}: {gen_info.model_name}", "version": _version()},
+            disclosure=disclosure,
+            duration_ms=math.ceil(len(clip.frames) / clip.fps * 1000),
         )
     except ProvenanceError as exc:  # signing failed, or the signed file did not verify from disk
         provenance_reason = f"provenance: {exc.one_line()}"
         verify_report = getattr(exc, "report", None)  # what verification found, when it got that far
     timer.lap("sign_verify")
     _kill_point(inputs, "after_sign")
+
+    # the compliance matrix of the final file: its manifest and watermark as verified from disk, its AIGC tag, its
+    # frames' visible label (signing changes no frame: the frames measured are the final ones), the consent check
+    label_check = label.check(clip.frames, clip.fps, inputs.label_spec) if inputs.label_spec is not None else None
+    rows = _compliance(inputs, verify_report, label_check, measured) if verify_report is not None else []
+    compliance_reasons = [
+        f"compliance {row.id} not met: {row.reason}" for row in compliance.unmet(rows, pol.compliance_required)
+    ]
+    if verify_report is None and pol.compliance_required:
+        compliance_reasons.append("compliance: not checked: the signed file could not be verified")
+    timer.lap("compliance")
     return Candidate(
         created_at=created_at,
         generator=gen_info,
@@ -672,7 +762,59 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
         verify_report=verify_report,
         provenance_reason=provenance_reason,
         review=pol.review,
+        disclosure=disclosure,
+        label_check=label_check,
+        compliance=rows,
+        compliance_reasons=compliance_reasons,
     )
+
+
+def _disclosure(
+    inputs: RunInputs, created_at: dt.datetime, gen: S.GeneratorInfo, weights_used: list[dict[str, Any]]
+) -> Disclosure | None:
+    """The latent disclosure of this output (SB 942 §22757.3(b), EU 50(2)): the provider, the system (generator and
+    hallo3-gate) with its version (model hash, hallo3-gate version), the creation time and the run id as the unique
+    id; with the visible label the policy burns in. None without a provider (then no disclosure, no AIGC tag)."""
+    if inputs.provider is None:
+        return None
+    return Disclosure.new(
+        provider=inputs.provider,
+        generator=f"{gen.backend} ({gen.model_name})",
+        tool_version=_version(),
+        model_sha256=gen.model_sha256,
+        weights={w["name"]: w["sha256"] for w in weights_used},
+        id=inputs.run_id,
+        created=created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        visible_label=inputs.label_spec.to_dict() if inputs.label_spec is not None else None,
+    )
+
+
+def _consent_db(inputs: RunInputs) -> Any:
+    """The database holding the consent registry (the ledger's), or None when it does not exist yet."""
+    found = existing_ledger(inputs.ledger_path)
+    return found.db if found is not None else None
+
+
+def _compliance(
+    inputs: RunInputs,
+    report: VerifyReport,
+    label_check: label.LabelCheck | None,
+    measured: MeasureOutcome,
+) -> list[S.ComplianceRow]:
+    """The matrix of the final file, as verified from disk (``report``), with the run's own label check and consent
+    outcome (``gate.compliance.evidence_for_run``: the run's ledger row comes after its record, so the manifest
+    recovery row says "not checked"; ``hallo3-gate verify`` shows it met once the row exists)."""
+    consent = measured.measurements.get("consent")
+    evidence = compliance.evidence_for_run(
+        report,
+        run_id=inputs.run_id,
+        label=label_check.to_dict() if label_check is not None else None,
+        label_required=inputs.label_spec is not None,
+        consent=dict(consent.details) if consent is not None and "status" in consent.details else None,
+        config=inputs.config,
+        ledger_locator=inputs.ledger_path,
+    )
+    return compliance.matrix(evidence)
 
 
 def _version() -> str:
@@ -826,7 +968,26 @@ def build_record(inputs: RunInputs, candidate: Candidate, final: Path, timings: 
         environment=collect_environment(),
         keyframes=make_keyframes(clip.frames, clip.fps, count=6),
         review=_submission(inputs, candidate),
+        compliance=candidate.compliance or _unchecked_matrix(candidate),
+        disclosure=S.DisclosureRecord.from_disclosure(candidate.disclosure) if candidate.disclosure else None,
+        consent=_consent_ref(measured),
+        label=S.LabelRecord.from_check(candidate.label_check) if candidate.label_check is not None else None,
     )
+
+
+def _consent_ref(measured: MeasureOutcome) -> S.ConsentRef | None:
+    m = measured.measurements.get("consent")
+    return S.ConsentRef.from_outcome(m.details) if m is not None and "status" in m.details else None
+
+
+def _unchecked_matrix(candidate: Candidate) -> list[S.ComplianceRow]:
+    """The matrix when the signed file could not be verified (the run is quarantined for it): every row not checked,
+    with the reason."""
+    why = candidate.provenance_reason or "the signed file could not be verified"
+    return [
+        S.ComplianceRow(id=r.id, requirement=r.requirement, source=r.source, status="not_checked", reason=why)
+        for r in compliance.REQUIREMENTS
+    ]
 
 
 def _submission(inputs: RunInputs, candidate: Candidate) -> S.ReviewRecord | None:

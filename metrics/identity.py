@@ -237,6 +237,9 @@ class IdentityResult:
     n_frames: int
     reason: str | None = None  # why identity could not be measured at all
     details: dict[str, Any] = field(default_factory=dict)
+    # the backend's embedding of each frame's face (None where no face): kept for callers that compare the same faces
+    # with other references (the gate's consent registry), so frames are embedded once
+    embeddings: list[np.ndarray | None] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def missing_frames(self) -> list[int]:
@@ -335,7 +338,9 @@ def measure_identity(
     norms = [float(np.linalg.norm(e)) for e in embeddings if e is not None]
     if norms:
         details["median_frame_norm"] = float(np.median(norms))
-    return IdentityResult(**base, cosine=cosine, distance=distance, n_frames=len(frames), details=details)
+    return IdentityResult(
+        **base, cosine=cosine, distance=distance, n_frames=len(frames), details=details, embeddings=list(embeddings)
+    )
 
 
 def _compare(ref: np.ndarray, embeddings: Sequence[np.ndarray | None]) -> tuple[list[float | None], list[float | None]]:

@@ -95,9 +95,12 @@ def _compliance_case(suite: ET.Element, row: ComplianceRow, required: bool) -> N
     if row.reason:
         lines.append(f"reason: {row.reason}")
     detail = xml_text("\n".join(lines))
-    if row.status == "not_met":
-        kind = "required" if required else "advisory"
-        _sub(case, "failure", message=f"not met: {row.reason}", type=kind).text = detail
+    if row.status == "not_met" and required:
+        _sub(case, "failure", message=f"not met: {row.reason}", type="required").text = detail
+    elif row.status == "not_met":  # a row the policy does not require (e.g. one the project cannot meet) never
+        # turns a release red in CI: skipped, with the reason
+        _sub(case, "skipped", message=f"not met (advisory: the policy does not require it): {row.reason}")
+        _sub(case, "system-out").text = detail
     elif row.status == "not_checked":
         _sub(case, "skipped", message=f"not checked: {row.reason}")
         _sub(case, "system-out").text = detail
@@ -112,8 +115,10 @@ def render_junit(record: GateRecord) -> bytes:
         counts = {**counts, "fail": counts["fail"] + (review.state == "quarantined")}
         counts["not_measured"] += review.state == "pending"
     rows = record.compliance_counts()
-    counts = {**counts, "fail": counts["fail"] + rows["not_met"]}
-    skipped = rows["not_checked"]
+    required = set(record.compliance_required())
+    failed_rows = sum(1 for r in record.compliance if r.status == "not_met" and r.id in required)
+    counts = {**counts, "fail": counts["fail"] + failed_rows}
+    skipped = rows["not_checked"] + rows["not_met"] - failed_rows
     tests = len(record.checks) + (review is not None) + len(record.compliance)
     total_time = f"{sum(record.timings.values()):.3f}"
     root = ET.Element(
@@ -158,7 +163,6 @@ def render_junit(record: GateRecord) -> bytes:
         _testcase(suite, check, classname)
     if review is not None:
         _review_case(suite, review, f"hallo3-gate.{record.policy.name}.review")
-    required = set(record.compliance_required())
     for row in record.compliance:
         _compliance_case(suite, row, row.id in required)
     out = _sub(suite, "system-out")

@@ -1,7 +1,11 @@
 """Small real inputs for whole gate runs: the scikit-image astronaut portrait (256x256), 2.4 s of espeak-ng speech,
 and a talking video of them made by the puppet positive control — plus the environment a run needs (development
 signing keys, an empty weights folder so SyncNet/S3FD are never found, a private cache). Used by the e2e tests and the
-review fixtures (tests/gate/review_fixtures.py)."""
+review fixtures (tests/gate/review_fixtures.py).
+
+The shipped policies release a video of a person only against a consent record for them (``gate.consent``): the
+inputs carry a database holding one for the astronaut (``consent_db``), and ``with_consent`` gives any database a run
+will use the same record (copied verbatim into a new one, else registered again)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,49 @@ class Inputs:
     audio: Path
     talking: Path  # a talking video (puppet positive control) to review
     env: dict[str, str]
+    consent_db: Path  # an SQLite gate database holding one active consent record for the portrait's person
+
+
+CONSENT_NAME = "Astronaut portrait (test person)"
+
+
+def with_consent(inputs: Inputs, locator: str | Path) -> str:
+    """The gate database at ``locator`` (an SQLite path or a PostgreSQL URL) holds the portrait's consent record:
+    a new one gets ``inputs.consent_db``'s rows verbatim (ledger and consents: the chain stays as it was made); one
+    that exists gets the record registered again. Returns the locator."""
+    from gate import consent
+    from gate.database import LEDGER_COLUMNS, Database, is_postgres
+
+    locator = str(locator)
+    if not is_postgres(locator) and not Path(locator).exists():
+        shutil.copyfile(inputs.consent_db, locator)
+        return locator
+    db = Database.open(locator, create=True)
+    with db.reading() as tx:
+        empty = tx.execute_one("SELECT COUNT(*) AS n FROM ledger")["n"] == 0
+    if not empty:
+        consent.add(
+            db,
+            name=CONSENT_NAME,
+            portrait=inputs.portrait,
+            evidence=inputs.consent_db.with_name("consent-evidence.txt"),
+            scope="hallo3-gate tests",
+            expires=None,
+            actor="test-suite",
+        )
+        return locator
+    with Database.open(str(inputs.consent_db)).reading() as tx:
+        ledger_rows = tx.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger ORDER BY seq")
+        consent_rows = tx.execute("SELECT * FROM consents")
+    with db.transaction() as tx:
+        for table, rows in (("ledger", ledger_rows), ("consents", consent_rows)):
+            for r in rows:
+                cols = list(r)
+                tx.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [r[c] for c in cols],
+                )
+    return locator
 
 
 def make_inputs(root: Path) -> Inputs:
@@ -53,4 +100,19 @@ def make_inputs(root: Path) -> Inputs:
         "HALLO3_GATE_WEIGHTS": str(root / "no-weights"),  # SyncNet/S3FD are never found here, even on a dev box
         "XDG_CACHE_HOME": str(root / "cache"),
     }
-    return Inputs(root, portrait, wav, talking, env)
+    evidence = root / "consent-evidence.txt"
+    evidence.write_text("Signed consent of the test portrait's person (test data).\n", encoding="utf-8")
+    consent_db = root / "consent.sqlite"
+    from gate import consent
+    from gate.database import Database
+
+    consent.add(
+        Database.open(str(consent_db), create=True),
+        name=CONSENT_NAME,
+        portrait=portrait,
+        evidence=evidence,
+        scope="hallo3-gate tests",
+        expires=None,
+        actor="test-suite",
+    )
+    return Inputs(root, portrait, wav, talking, env, consent_db)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.talking import Inputs, make_inputs
+from tests.talking import Inputs, make_inputs, with_consent
 
 OFFLINE_POLICY = Path(__file__).resolve().parents[2] / "gate" / "policies" / "offline.toml"
 
@@ -18,7 +18,7 @@ OFFLINE_POLICY = Path(__file__).resolve().parents[2] / "gate" / "policies" / "of
 @pytest.fixture(scope="session")
 def e2e_inputs(tmp_path_factory) -> Inputs:
     inputs = make_inputs(tmp_path_factory.mktemp("e2e"))
-    inputs.env["HALLO3_GATE_LEDGER"] = str(inputs.root / "ledger.sqlite")
+    inputs.env["HALLO3_GATE_LEDGER"] = with_consent(inputs, inputs.root / "ledger.sqlite")
     return inputs
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.conftest import TEST_PROVIDER
 from tests.wav import write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,7 @@ def base_env(home: Path, keys_dir: Path | None, ledger: Path, weights_dir: Path,
         HALLO3_GATE_LEDGER=str(ledger),
         HALLO3_GATE_WEIGHTS=str(weights_dir),  # empty: SyncNet/S3FD are never found, even on a developer's box
         HALLO3_GATE_OFFLINE="1",
+        HALLO3_GATE_PROVIDER=TEST_PROVIDER,  # as a deployment configures it (the shipped policies require one)
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
         PYTHONUNBUFFERED="1",
         COLUMNS="200",
@@ -216,6 +218,7 @@ class Media:
     keys_dir: Path
     weights_dir: Path  # empty
     mpl: Path
+    consent_db: Path  # a gate database holding one active consent record for the portrait's person
     extra: dict[str, Path] = field(default_factory=dict)
 
 
@@ -249,7 +252,20 @@ def build_media(root: Path) -> Media:
     res = run_cli(["keys", "init", "--dir", str(keys_dir)], env, root)
     assert res.code == 0, str(res)
     shutil.rmtree(home, ignore_errors=True)
-    return Media(root, portrait, wav, talking, keys_dir, weights_dir, mpl)
+    return Media(root, portrait, wav, talking, keys_dir, weights_dir, mpl, _consent_db(root, portrait))
+
+
+def _consent_db(root: Path, portrait: Path) -> Path:
+    """The shipped policies release a person's video only against their consent record: one for the portrait."""
+    from gate import consent
+    from gate.database import Database
+
+    evidence = root / "consent-evidence.txt"
+    evidence.write_text("Signed consent of the test portrait's person (test data).\n", encoding="utf-8")
+    path = root / "consent.sqlite"
+    db = Database.open(str(path), create=True)
+    consent.add(db, name="Test person", portrait=portrait, evidence=evidence, scope="tests", expires=None, actor="t")
+    return path
 
 
 def transcode(src: Path, dst: Path, fmt: str, vcodec: str, acodec: str | None, options: dict | None = None) -> Path:

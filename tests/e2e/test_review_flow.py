@@ -27,6 +27,7 @@ from gate.verify_view import ledger_lookup
 from reports.errors import ExitCode, OutputError, ProvenanceError, UsageError
 from reports.hashing import sha256_file
 from reports.schema import GateRecord, ReviewEvent, ReviewRecord
+from tests.talking import with_consent
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_POLICY = REPO / "gate" / "policies" / "offline-review.toml"
@@ -70,7 +71,7 @@ def flow(e2e_inputs, tmp_path_factory):
         for k, v in e2e_inputs.env.items():
             mp.setenv(k, v)
         mp.delenv("GITHUB_STEP_SUMMARY", raising=False)
-        mp.setenv("HALLO3_GATE_LEDGER", str(root / "ledger.sqlite"))
+        mp.setenv("HALLO3_GATE_LEDGER", with_consent(e2e_inputs, root / "ledger.sqlite"))
         results["pending"] = _cli(_review_argv(e2e_inputs, out, REVIEW_POLICY, "sam"))
         results["failing"] = _cli(_review_argv(e2e_inputs, out, failing, "sam"))
         mp.setenv("HALLO3_GATE_USER", "sue")  # no --submitted-by: the environment names the submitter

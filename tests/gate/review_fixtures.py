@@ -30,7 +30,7 @@ import pytest
 
 from gate.database import LEDGER_COLUMNS, Database
 from gate.users import User, add_user
-from tests.talking import Inputs, make_inputs
+from tests.talking import Inputs, make_inputs, with_consent
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_POLICY = REPO / "gate" / "policies" / "offline-review.toml"
@@ -112,21 +112,26 @@ def pending_source(tmp_path_factory) -> Source:
     root = tmp_path_factory.mktemp("review-source")
     inputs = make_inputs(root)
     out_dir, ledger = root / "runs", root / "ledger.sqlite"
+    with_consent(inputs, ledger)
     with pytest.MonkeyPatch.context() as mp:
         run_id = _gate_run(inputs, out_dir, str(ledger), mp)
     return Source(inputs, out_dir, ledger, run_id)
 
 
 def copy_database(source: Path, target: str) -> Database:
-    """A new database at ``target`` holding ``source``'s ledger rows verbatim (same seq, hashes, records)."""
+    """A new database at ``target`` holding ``source``'s ledger rows verbatim (same seq, hashes, records) and its
+    consent records (the review fixtures' person)."""
     db = Database.open(target, create=True)
     cols = ", ".join(LEDGER_COLUMNS)
     with Database.open(str(source)).reading() as tx:
         rows = tx.execute(f"SELECT {cols} FROM ledger ORDER BY seq")
+        consents = tx.execute("SELECT * FROM consents")
     with db.transaction() as tx:
         for r in rows:
             marks = ", ".join("?" * len(LEDGER_COLUMNS))
             tx.execute(f"INSERT INTO ledger ({cols}) VALUES ({marks})", [r[c] for c in LEDGER_COLUMNS])
+        for r in consents:
+            tx.execute(f"INSERT INTO consents ({', '.join(r)}) VALUES ({', '.join('?' * len(r))})", list(r.values()))
     return db
 
 

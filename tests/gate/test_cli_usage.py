@@ -107,6 +107,8 @@ def test_the_walk_covers_every_command():
     assert {"review", "generate", "verify", "stamp", "measure", "compare", "fvd-stats", "demo"} <= paths
     assert {"keys init", "keys show", "weights list", "weights fetch", "weights verify", "ledger verify"} <= paths
     assert {"ledger show"} <= paths and {(), ("keys",), ("weights",), ("ledger",)} <= set(GROUPS)
+    assert {"consent add", "consent list", "consent revoke", "consent delete", "retention apply"} <= paths
+    assert {("consent",), ("retention",)} <= set(GROUPS)
     assert any(c.typed for c in LEAVES) and any(c.required for c in LEAVES)  # the type and missing cases exist
 
 

@@ -132,7 +132,9 @@ def test_a_released_file_rests_on_all_three_and_names_its_run(db_url, marked, cl
     result = detect(marked[0], Database.open(db_url), trust_anchors_pem=root_pem)
     assert result.basis == ["c2pa_manifest", "watermark", "ledger"]
     assert result.generated_by_this_system is True and result.ledger.chain == "verified"
-    assert result.manifest.present and result.manifest.state == "Trusted" and result.manifest.validation_failures == []
+    # the claim signer is trusted; the dev CA is not on a CAWG trust list, so c2pa-rs says Valid for that one failure
+    assert result.manifest.present and result.manifest.state == "Valid" and result.manifest.signer_trusted
+    assert result.manifest.validation_failures == ["cawg.x509.credential.untrusted"]
     assert result.manifest.signer_organisation == "hallo3-gate DEVELOPMENT - not for production"
     assert result.manifest.claim_generator.startswith("hallo3-gate ")
     assert result.watermark.detected and result.watermark.payload_hex == marked[1] and result.agreement is True

@@ -36,6 +36,7 @@ from provenance.keys import (
     load_signer,
 )
 from reports.errors import ExitCode, UsageError
+from tests.conftest import TEST_PROVIDER
 from tests.wav import write_wav
 
 STAMP_CRF = 18  # the default: what users get
@@ -97,9 +98,10 @@ def test_stamp_output_is_signed_watermarked_and_verified(stamped):
     assert report["manifest"]["cawg_identity"]["validated"] and stamped["sign"]["cawg_identity"] is True
     assert report["manifest"]["watermark_action"] == "c2pa.watermarked.bound"
     assert report["manifest"]["soft_binding_timespan"] == [0, int(FRAMES / FPS * 1000)]
-    # no provider configured: no disclosure assertion and no AIGC tag (there is nobody to name)
-    assert report["disclosure"] is None and stamped["sign"]["disclosure_id"] is None
-    assert "AIGC" not in media.read_container_metadata(out)
+    # the configured provider (the test suite's configuration) is named in the disclosure and the AIGC tag
+    assert report["disclosure"]["provider"] == TEST_PROVIDER and stamped["sign"]["disclosure_id"]
+    aigc = json.loads(media.read_container_metadata(out)["AIGC"])
+    assert aigc["ContentProducer"] == TEST_PROVIDER and aigc["ReservedCode1"] == stamped["payload"]
     assert report["watermark"]["payload"] == stamped["payload"] == report["manifest"]["soft_binding"]["payload"]
     assert report["manifest"]["soft_binding"]["alg"] == watermark.METHOD
     assert report["manifest"]["assertions"]["org.hallo3-gate.results"]["decision"] == "not-gated"
