@@ -32,29 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from metrics.measurement import Measurement
+from metrics.specs import SPECS
 from reports.errors import ExitCode, UsageError
 
-# Every metric name a policy may reference, and whether higher is better (None: neither, e.g. an offset).
-KNOWN_METRICS: dict[str, bool | None] = {
-    "sync_c": True,
-    "sync_d": False,
-    "sync_offset": None,
-    "identity_mean": True,
-    "identity_min": True,
-    "identity_p10": True,
-    "face_present_ratio": True,
-    "avsync_offset": None,
-    "avsync_corr": True,
-    "fvd": False,
-    "fps": None,
-    "width": None,
-    "height": None,
-    "duration_s": None,
-    "frame_count": None,
-    "audio_present": True,
-    "audio_video_drift_s": False,
-    "consent": True,  # 1: an active consent record matches the depicted person (gate.consent), 0: none does
-}
+# Every metric name a policy may reference, and whether higher is better (None: neither, e.g. an offset); derived
+# from the one table of metric specs (metrics.specs.SPECS), never stated here.
+KNOWN_METRICS: dict[str, bool | None] = {name: s.higher_is_better for name, s in SPECS.items()}
 BOUNDS = ("min", "max", "abs_max")
 BACKEND_THRESHOLD = "backend"
 CHECK_KEYS = {"metric", "required", "why", "reference_set", *BOUNDS}

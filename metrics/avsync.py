@@ -90,15 +90,9 @@ class AVSyncResult:
         details = {**details, "lags": self.lags, "curve": self.curve, "second_peak": self.second_peak}
         offset_ms = 1000.0 * self.offset / self.fps
         return [
-            Measurement(
-                "avsync_offset",
-                float(self.offset),
-                PROTOCOL,
-                None,
-                "frames",
-                details={**details, "offset_ms": offset_ms},
-            ),
-            Measurement("avsync_corr", self.corr, PROTOCOL, True, "ncc", details=details),
+            # unit and direction from metrics.specs (filled in by Measurement)
+            Measurement("avsync_offset", float(self.offset), PROTOCOL, details={**details, "offset_ms": offset_ms}),
+            Measurement("avsync_corr", self.corr, PROTOCOL, details=details),
         ]
 
 

@@ -359,12 +359,9 @@ class FVDResult:
         if self.ci_reason:
             details["ci_not_measured"] = self.ci_reason
         if self.value is None:
-            return [
-                Measurement.not_measured(
-                    "fvd", self.reason or "not measured", self.protocol, higher_is_better=False, details=details
-                )
-            ]
-        return [Measurement("fvd", self.value, self.protocol, higher_is_better=False, details=details)]
+            return [Measurement.not_measured("fvd", self.reason or "not measured", self.protocol, details=details)]
+        # unit and direction from metrics.specs (filled in by Measurement)
+        return [Measurement("fvd", self.value, self.protocol, details=details)]
 
 
 def _rows_by_video(ids: np.ndarray) -> list[np.ndarray]:

@@ -280,12 +280,10 @@ class IdentityResult:
             **self.details,
         }
         presence_protocol = f"share of frames with a detected face ({self.detector})"
-        presence = Measurement(
+        presence = Measurement(  # unit and direction of every row here from metrics.specs (filled in by Measurement)
             "face_present_ratio",
             self.face_present_ratio,
             protocol=presence_protocol,
-            higher_is_better=True,
-            unit="fraction",
             details={"n_frames": self.n_frames, "missing_frames": self.missing_frames},
         )
         stats = self.summary()
@@ -302,10 +300,7 @@ class IdentityResult:
             "same_person": self.same_person(),
             "same_person_ratio": stats["same_person_ratio"],
         }
-        rows = [
-            Measurement(n, stats[n.removeprefix("identity_")], self.protocol, True, "cosine", details=details)
-            for n in names
-        ]
+        rows = [Measurement(n, stats[n.removeprefix("identity_")], self.protocol, details=details) for n in names]
         return [*rows, presence]
 
 

@@ -145,25 +145,20 @@ class LipsyncResult:
         }
 
     def measurements(self) -> list[Measurement]:
+        # unit and direction of each come from metrics.specs (filled in by Measurement)
         rows = (
-            ("sync_c", self.sync_c, True, ""),
-            ("sync_d", self.sync_d, False, ""),
-            ("sync_offset", None if self.offset is None else float(self.offset), None, "frames"),
+            ("sync_c", self.sync_c),
+            ("sync_d", self.sync_d),
+            ("sync_offset", None if self.offset is None else float(self.offset)),
         )
         details = self._details()
         out = []
-        for name, value, higher, unit in rows:
+        for name, value in rows:
             if value is None:
                 reason = self.reason or "no face track was scored"
-                out.append(
-                    Measurement.not_measured(
-                        name, reason, PROTOCOL, higher_is_better=higher, unit=unit, details=details
-                    )
-                )
+                out.append(Measurement.not_measured(name, reason, PROTOCOL, details=details))
             else:
-                out.append(
-                    Measurement(name, float(value), PROTOCOL, higher_is_better=higher, unit=unit, details=details)
-                )
+                out.append(Measurement(name, float(value), PROTOCOL, details=details))
         return out
 
 

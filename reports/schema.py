@@ -51,6 +51,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from metrics.specs import set_level
 from reports.errors import ExitCode
 from reports.hashing import sha256_file
 
@@ -62,7 +63,7 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 HEX_PATTERN = r"^[0-9a-f]*$"
 SERIES_DECIMALS = 5  # per-frame series are rounded on input: compact JSON, exact round trip
 MAX_KEYFRAME_BYTES = 256 * 1024
-SET_LEVEL_METRICS = frozenset({"fvd"})  # distances between sets of videos, not properties of one video
+SET_LEVEL_METRICS = set_level()  # metrics.specs scope "set": distances between sets of videos (FVD), not one video
 
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 

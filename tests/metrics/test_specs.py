@@ -76,3 +76,129 @@ def test_import_light():
     code = "import sys, metrics.specs; bad = {'torch', 'numpy'} & set(sys.modules); print(sorted(bad))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- the places that read the table ---------------------------------------------------------------------------------
+
+
+def test_policy_known_metrics_are_the_table():
+    from gate.policy import KNOWN_METRICS
+
+    assert KNOWN_METRICS == EXPECTED_DIRECTIONS
+
+
+def test_schema_set_level_metrics_are_the_table():
+    from metrics.measurement import Measurement
+    from reports.schema import SET_LEVEL_METRICS, MeasurementRecord
+
+    assert {"fvd"} == SET_LEVEL_METRICS
+    assert MeasurementRecord.from_measurement(Measurement("fvd", 250.0, "I3D")).scope == "set"
+    assert MeasurementRecord.from_measurement(Measurement("sync_c", 5.0, "SyncNet")).scope == "video"
+
+
+def test_measurement_takes_unit_and_direction_from_the_table():
+    from metrics.measurement import Measurement
+
+    m = Measurement("identity_mean", 0.7, "t")
+    assert (m.unit, m.higher_is_better) == ("cosine", True)
+    n = Measurement.not_measured("sync_d", "weights missing", "syncnet")
+    assert (n.unit, n.higher_is_better) == ("", False)
+    assert Measurement("fps", 25.0, "t", unit="frames/s").higher_is_better is None
+    own = Measurement("my_score", 1.0, "mine", higher_is_better=False, unit="pt")  # outside the table: kept as given
+    assert (own.unit, own.higher_is_better) == ("pt", False)
+
+
+@pytest.mark.parametrize(
+    "kw, rule",
+    [({"higher_is_better": False}, "higher_is_better=False"), ({"unit": "px"}, "unit='px'")],
+)
+def test_measurement_contradicting_the_table_refused(kw, rule):
+    from metrics.measurement import Measurement
+
+    with pytest.raises(ValueError, match=rf"'sync_c': .*{rule}.*disagree with metrics.specs"):
+        Measurement("sync_c", 5.0, "t", **kw)
+
+
+# --- every Measurement the measuring code produces agrees with the table (real measure functions, tiny inputs) -----
+
+
+def _assert_agree(measurements) -> set[str]:
+    names = set()
+    for m in measurements:
+        s = spec(m.name)  # an unknown name fails here, naming the metric
+        assert (m.unit, m.higher_is_better) == (s.unit, s.higher_is_better), m.name
+        names.add(m.name)
+    return names
+
+
+def test_technical_measurements_agree():
+    import numpy as np
+
+    from gate.technical import measure_technical
+
+    frames = np.zeros((10, 8, 6, 3), np.uint8)
+    with_audio = measure_technical(frames, 25.0, np.zeros(6400, np.float32), 16000)
+    without = measure_technical(frames, 25.0, None, None)
+    expected = {"fps", "width", "height", "duration_s", "frame_count", "audio_present", "audio_video_drift_s"}
+    assert _assert_agree(with_audio) == expected and _assert_agree(without) == expected
+    assert {m.name: m.value for m in with_audio}["audio_video_drift_s"] == pytest.approx(0.0, abs=1e-12)
+    assert not {m.name: m for m in without}["audio_video_drift_s"].measured
+
+
+def test_fvd_measurements_agree():
+    import numpy as np
+
+    from metrics.fvd import NUM_CLASSES, FVDState, compute_fvd
+
+    rng = np.random.default_rng(0)
+    gen, ref = FVDState(), FVDState()
+    gen.add_features(rng.standard_normal((20, NUM_CLASSES)).astype(np.float32))
+    ref.add_features(rng.standard_normal((20, NUM_CLASSES)).astype(np.float32) + 0.5)
+    measured = compute_fvd(gen, ref).measurements()
+    assert measured[0].measured and _assert_agree(measured) == {"fvd"}
+    too_small = compute_fvd(FVDState(), ref).measurements()
+    assert not too_small[0].measured and _assert_agree(too_small) == {"fvd"}
+
+
+def test_lipsync_measurements_agree(tmp_path):
+    import numpy as np
+    from lipsync_fixtures import detecting_s3fd, write_s3fd_fixture, write_syncnet_fixture
+
+    from metrics.lipsync import measure_lipsync
+
+    weights = {
+        "syncnet_weights": write_syncnet_fixture(tmp_path / "syncnet_v2.model", seed=0),
+        "s3fd_weights": write_s3fd_fixture(tmp_path / "sfd_face.pth", detecting_s3fd(seed=0)),
+    }
+    frames = np.random.default_rng(0).integers(0, 255, (60, 128, 128, 3), dtype=np.uint8)
+    speech = (0.1 * np.random.default_rng(0).standard_normal(int(2.4 * 16000))).astype(np.float32)
+    scored = measure_lipsync(frames, 25.0, speech, 16000, **weights)
+    assert scored.measured, scored.reason
+    assert _assert_agree(scored.measurements()) == {"sync_c", "sync_d", "sync_offset"}
+    silent = measure_lipsync(frames, 25.0, np.zeros_like(speech), 16000, **weights)
+    assert not silent.measured
+    assert _assert_agree(silent.measurements()) == {"sync_c", "sync_d", "sync_offset"}
+
+
+def test_gate_measure_candidate_agrees(monkeypatch, tmp_path, speaker_clip, speaker_wav, portraits):
+    """The gate's own path on 2.4 s of a real clip: identity, AV-sync, consent measured; the rest not measured (no
+    SyncNet/I3D weights here, no FVD reference); every row, measured or not, carries the table's unit and direction."""
+    import cv2
+    import numpy as np
+
+    from gate.measure import measure_candidate
+    from gate.media import read_audio, read_video
+
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    monkeypatch.setenv("HALLO3_GATE_WEIGHTS", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    frames = read_video(speaker_clip, max_frames=60).frames
+    small = np.stack([cv2.resize(f, (488, 264), interpolation=cv2.INTER_AREA) for f in frames])
+    audio, rate = read_audio(speaker_wav)
+    reference = cv2.cvtColor(cv2.imread(str(portraits[2])), cv2.COLOR_BGR2RGB)
+    out = measure_candidate(small, 25.0, audio[: 60 * rate // 25], rate, reference, needed=set(SPECS), consent_db=None)
+    assert _assert_agree(out.measurements.values()) == EXPECTED_NAMES
+    measured = {n for n, m in out.measurements.items() if m.measured}
+    assert {"identity_mean", "face_present_ratio", "avsync_corr", "consent", "fps"} <= measured
+    assert not {"sync_c", "fvd"} & measured
