@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metrics.specs import SPECS
 from metrics.stats import bootstrap_ci
 from reports.atomic import atomic_path, write_text_atomic
 from reports.errors import InputError, UsageError, printable
@@ -218,10 +219,30 @@ class Comparison:
 
 
 def _direction(values: pd.Series, metric: str) -> bool | None:
-    directions = {v for v in values.dropna().unique()}
+    """The better direction of ``metric``: the table's (``metrics.specs``) for a metric it names, else the records'.
+
+    Records that disagree with each other, or with the table, are an ``InputError`` (a record written by another
+    version with a different direction is not silently re-ranked)."""
+    directions = {bool(v) for v in values.dropna().unique()}
+    known = SPECS.get(metric)
+    if known is not None:
+        recorded = directions - {known.higher_is_better}
+        if recorded:
+            raise InputError(
+                metric,
+                f"must have higher_is_better {known.higher_is_better} (metrics.specs) in every record",
+                sorted(recorded),
+            )
+        return known.higher_is_better
     if len(directions) > 1:
         raise InputError(metric, "must have the same higher_is_better in every record", sorted(directions))
-    return bool(directions.pop()) if directions else None
+    return directions.pop() if directions else None
+
+
+def _unit(values: pd.Series, metric: str) -> str:
+    """The unit of ``metric``: the table's (``metrics.specs``) for a metric it names, else the first recorded one."""
+    known = SPECS.get(metric)
+    return known.unit if known is not None else next((u for u in values.dropna() if u), "")
 
 
 def _rank(table: pd.DataFrame, higher_is_better: bool) -> list[str]:
@@ -272,7 +293,7 @@ def _metric_comparison(
                     if overlap
                     else f"{level:.0%} CIs do not overlap"
                 )
-    unit = next((u for u in group["unit"].dropna() if u), "")
+    unit = _unit(group["unit"], metric)
     return MetricComparison(metric, hib, unit, protocols, table, winner, runner_up, overlap, note)
 
 
@@ -304,7 +325,7 @@ def _set_metric(metric: str, group: pd.DataFrame, models: list[str]) -> SetMetri
         note = "set-level value (one per evaluated set); no confidence interval"
         if (table["n_values"] > 1).any():
             note += "; models with several sets show the mean of their set values"
-    unit = next((u for u in group["unit"].dropna() if u), "")
+    unit = _unit(group["unit"], metric)
     return SetMetric(metric, hib, unit, table, winner, note)
 
 
@@ -388,7 +409,7 @@ def build_comparison(df: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, lev
     models = [str(m) for m in (df["model"].cat.categories if hasattr(df["model"], "cat") else df["model"].unique())]
     measured_rows = df.dropna(subset=["metric"])
     video_rows = measured_rows[measured_rows["scope"] == "video"]
-    directed = set(video_rows.loc[video_rows["higher_is_better"].notna(), "metric"])
+    directed = {n for n, g in video_rows.groupby("metric")["higher_is_better"] if _direction(g, str(n)) is not None}
     # metrics with a direction first (what can be won), then the descriptive ones, each alphabetically
     video_metrics = sorted(video_rows["metric"].unique(), key=lambda name: (name not in directed, name))
     set_names = sorted(measured_rows.loc[measured_rows["scope"] == "set", "metric"].unique())

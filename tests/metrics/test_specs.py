@@ -202,3 +202,53 @@ def test_gate_measure_candidate_agrees(monkeypatch, tmp_path, speaker_clip, spea
     measured = {n for n, m in out.measurements.items() if m.measured}
     assert {"identity_mean", "face_present_ratio", "avsync_corr", "consent", "fps"} <= measured
     assert not {"sync_c", "fvd"} & measured
+
+
+# --- reports.compare reads directions and units from the table ----------------------------------------------------
+
+
+def _long_rows(metric: str, hib, unit: str, values: dict[str, list[float]]):
+    import pandas as pd
+
+    from reports.compare import LONG_COLUMNS
+
+    rows = []
+    for model, vals in values.items():
+        for i, v in enumerate(vals):
+            rows.append(
+                dict.fromkeys(LONG_COLUMNS)
+                | {
+                    "model": model, "record_path": f"{model}/{i}/record.json", "run_id": f"{model}-{i}",
+                    "decision": "released", "exit_code": 0, "metric": metric, "value": v, "measured": True,
+                    "higher_is_better": hib, "unit": unit, "protocol": "p", "scope": "video",
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def test_compare_ranks_by_the_table_direction_when_records_state_none():
+    """Records that carry no direction (older not-measured rows) are ranked by the table: lower Sync-D wins."""
+    from reports.compare import build_comparison
+
+    df = _long_rows("sync_d", None, "", {"a": [6.0, 6.1, 6.2, 6.05], "b": [9.0, 9.1, 9.2, 9.05]})
+    m = build_comparison(df, n_boot=200).metric("sync_d")
+    assert (m.higher_is_better, m.winner, m.unit) == (False, "a", "")
+    fps = build_comparison(_long_rows("fps", None, "fps", {"a": [25.0, 25.0], "b": [30.0, 30.0]})).metric("fps")
+    assert (fps.higher_is_better, fps.winner, fps.unit) == (None, None, "frames/s")
+
+
+def test_compare_refuses_records_contradicting_the_table():
+    from reports.compare import build_comparison
+    from reports.errors import InputError
+
+    df = _long_rows("sync_d", True, "", {"a": [6.0, 6.1], "b": [9.0, 9.1]})
+    with pytest.raises(InputError, match=r"sync_d.*higher_is_better False \(metrics.specs\)"):
+        build_comparison(df, n_boot=200)
+
+
+def test_compare_metric_outside_the_table_keeps_recorded_direction():
+    from reports.compare import build_comparison
+
+    df = _long_rows("my_score", True, "pt", {"a": [1.0, 1.1, 1.2], "b": [5.0, 5.1, 5.2]})
+    m = build_comparison(df, n_boot=200).metric("my_score")
+    assert (m.higher_is_better, m.winner, m.unit) == (True, "b", "pt")
