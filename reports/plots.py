@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from reports.schema import GateRecord, MeasurementRecord, Series
 
@@ -187,3 +189,72 @@ def box_figure(
     ax.tick_params(labelsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def distribution_figure(
+    title: str,
+    labels: Sequence[str],
+    samples: Sequence[Sequence[float]],
+    *,
+    higher_is_better: bool | None,
+    unit: str = "",
+    width: float = 7.0,
+) -> Figure:
+    """Per-model distributions of a per-case metric side by side, one row per model (labels on the y axis never
+    collide however long they are): a box (quartiles, whiskers at 1.5 IQR), every case as a point, the mean as a
+    diamond. The better direction is written on the x axis. Models without values get an empty row saying so."""
+    n = len(labels)
+    fig = Figure(figsize=(width, 0.9 + 0.42 * max(n, 2)), layout="constrained")
+    ax = fig.add_subplot()
+    data = [np.asarray(s, dtype=np.float64) for s in samples]
+    positions = np.arange(n, 0, -1)  # the first model on top
+    filled = [(pos, d) for pos, d in zip(positions, data, strict=True) if d.size]
+    if filled:
+        ax.boxplot(
+            [d for _, d in filled],
+            positions=[p for p, _ in filled],
+            orientation="horizontal",
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "#1f2328"},
+            boxprops={"color": "#8c959f"},
+            whiskerprops={"color": "#8c959f"},
+            capprops={"color": "#8c959f"},
+        )
+    rng = np.random.default_rng(0)
+    for i, (pos, values) in enumerate(zip(positions, data, strict=True)):
+        colour = PALETTE[i % len(PALETTE)]
+        if values.size:
+            ax.plot(values, pos + rng.uniform(-0.13, 0.13, values.size), "o", color=colour, alpha=0.7, markersize=4)
+            ax.plot([values.mean()], [pos], "D", color=colour, markeredgecolor="#1f2328", markersize=6)
+        else:
+            ax.text(0.5, pos, "not measured", transform=ax.get_yaxis_transform(), ha="center", va="center",
+                    fontsize=8, color="#57606a")  # fmt: skip
+    ax.set_yticks(positions, list(labels), fontsize=8)
+    ax.set_ylim(0.4, n + 0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    direction = "" if higher_is_better is None else ("higher is better →" if higher_is_better else "← lower is better")
+    ax.set_xlabel(" · ".join(p for p in (unit, direction) if p), fontsize=8)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def tick_label_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """(text, display-space bounding box) of every visible, non-empty tick label of every axes in ``fig``."""
+    canvas = FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    renderer = canvas.get_renderer()
+    boxes = []
+    for ax in fig.axes:
+        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+            if label.get_visible() and label.get_text():
+                boxes.append((label.get_text(), label.get_window_extent(renderer)))
+    return boxes
+
+
+def overlapping_tick_labels(fig: Figure) -> list[tuple[str, str]]:
+    """Pairs of tick labels whose bounding boxes overlap (a figure a person could not read)."""
+    boxes = tick_label_boxes(fig)
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1 :] if box_a.overlaps(box_b)]
