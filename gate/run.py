@@ -52,12 +52,13 @@ import getpass
 import math
 import os
 import secrets
+import shutil
 import signal
 import stat
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -142,6 +143,9 @@ class RunRequest:
     run_id: str | None = None
     submitted_by: str | None = None  # who submits the run (None: $HALLO3_GATE_USER, else the OS user)
     config: gate_config.GateConfig | None = None  # the deployment's configuration (None: gate.config.load())
+    # the watermark payload (None: a new random one, always, in normal use); fixed only where a test compares the
+    # measurements of two runs of the same case (the payload changes the watermarked pixels' last digits)
+    watermark_payload: bytes | None = field(default=None, repr=False)
 
 
 class Decoded:
@@ -237,6 +241,56 @@ class Candidate:
         return "pending" if self.review is not None else "released"
 
 
+@dataclass(frozen=True)
+class Produced:
+    """The first half of a run's work (``produce``): the watermarked, labelled, encoded video and its measurements.
+
+    Picklable plain data (numpy arrays, paths, bytes, pydantic models, ``Measurement``s; the identity model the
+    measurement used is dropped), so that a worker process can make it and the driver ``finish`` it. It holds the
+    decoded candidate (``clip``: ``finish`` checks the visible label on its frames and the record takes keyframes
+    from them) — one clip's frames, ``T*H*W*3`` bytes (a 5 s 512x512 clip at 25 fps: ~98 MB); a driver that runs
+    many cases must drop each ``Produced`` once its run is recorded. ``video`` is where the encoded file lies;
+    ``video_bytes`` carries it instead when it was made on another machine (``detached``)."""
+
+    run_id: str
+    created_at: dt.datetime
+    generator: S.GeneratorInfo
+    weights: list[dict[str, Any]]
+    payload: bytes
+    video: Path
+    clip: media.Media
+    measured: MeasureOutcome
+    disclosure: Disclosure | None
+    timings: dict[str, float]  # seconds per stage of the work so far (generate/read, watermark_encode, measure)
+    video_bytes: bytes | None = field(default=None, repr=False)
+
+    def detached(self) -> Produced:
+        """This result with the encoded file's bytes inside (for a driver without the worker's filesystem); the
+        file itself is left where it is (the worker removes its own directory)."""
+        return replace(self, video_bytes=self.video.read_bytes())
+
+
+def adopt(produced: Produced, staging: Path) -> Produced:
+    """``produced`` with its video in ``staging`` (the run's staging directory): written from ``video_bytes``, or
+    moved there (same filesystem) or copied; the result has no ``video_bytes``."""
+    target = staging / VIDEO_NAME
+    if produced.video == target and produced.video_bytes is None:
+        return produced
+    if os.path.lexists(target):
+        raise OutputError(str(target), "the staging directory must not already hold a video", "exists")
+    if produced.video_bytes is not None:
+        with open(target, "xb") as f:
+            f.write(produced.video_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    else:
+        try:
+            os.rename(produced.video, target)
+        except OSError:  # another filesystem: copy (the source stays for its owner to remove)
+            shutil.copyfile(produced.video, target)
+    return replace(produced, video=target, video_bytes=None)
+
+
 def awaiting_review_note(review: policy_mod.ReviewPolicy | None) -> str:
     n = review.required_approvals if review is not None else 0
     people = "person" if n == 1 else "different people"
@@ -256,7 +310,9 @@ class RunOutcome:
 
 
 @dataclass
-class _Timer:
+class Timer:
+    """Seconds per stage of a run (``lap(stage)`` closes the stage that began at the previous lap)."""
+
     timings: dict[str, float] = field(default_factory=dict)
     clock: float = field(default_factory=time.perf_counter)
 
@@ -383,6 +439,8 @@ def prepare(req: RunRequest) -> RunInputs:
     config = req.config if req.config is not None else gate_config.load()
     provider = _provider(pol, config)
     label_spec = label.LabelSpec.from_policy(pol.disclosure) if pol.disclosure and pol.disclosure.visible else None
+    if req.watermark_payload is not None and len(req.watermark_payload) != watermark.PAYLOAD_BYTES:
+        raise UsageError("watermark_payload", f"must be {watermark.PAYLOAD_BYTES} bytes", len(req.watermark_payload))
     if not 0 <= req.crf <= 51:
         raise UsageError("--crf", "must be an H.264 CRF between 0 and 51", req.crf)
     if req.mode == "generate":
@@ -472,16 +530,37 @@ def _refuse_without_consent(
 
 
 def run(req: RunRequest, progress: Progress | None = None) -> RunOutcome:
-    say = progress or (lambda _msg: None)
-    timer = _Timer()
+    """A whole gate run: ``prepare`` (writes nothing), then ``execute``."""
+    timer = Timer()
     inputs = prepare(req)
+    return execute(inputs, progress, timer=timer)
+
+
+def execute(
+    inputs: RunInputs,
+    progress: Progress | None = None,
+    *,
+    produced: Produced | None = None,
+    timer: Timer | None = None,
+    step_summary: bool = True,
+) -> RunOutcome:
+    """Steps 2-5 of a prepared run. Without ``produced`` the work is done here (``produce`` then ``finish``); with
+    it, a ``Produced`` made elsewhere (another process, a Ray worker: ``gate.evaluate``) for THIS run (same run id)
+    is adopted into the run's staging directory (``adopt``) and only ``finish``, the record, the ledger row and the
+    publication happen here — the crash-safety contract is the same, since the staging directory is made and
+    marked before the produced video enters it. ``step_summary=False``: nothing is appended to
+    ``$GITHUB_STEP_SUMMARY`` (a suite writes one summary of its own)."""
+    if produced is not None and produced.run_id != inputs.run_id:
+        raise UsageError("run_id", f"the produced video belongs to run {produced.run_id}", inputs.run_id)
+    say = progress or (lambda _msg: None)
+    timer = timer or Timer()
     created = make_layout(inputs.layout)  # the first write
     try:
         for note in recover(inputs.layout, inputs.ledger_path):
             say(note)
         timer.lap("prepare")
         with new_staging(inputs.layout, inputs.run_id, inputs.ledger_path) as staging:
-            ledger, decision = _work_and_record(inputs, staging, timer, say)
+            ledger, decision = _work_and_record(inputs, staging, timer, say, produced)
             final = inputs.layout.final_dir(decision, inputs.run_id)
             record = _publish(inputs, ledger, staging, final, decision)
     except BaseException:
@@ -489,16 +568,26 @@ def run(req: RunRequest, progress: Progress | None = None) -> RunOutcome:
             remove_if_empty(created)
         raise
     say(f"{record.decision}: {final / VIDEO_NAME}")
-    _append_step_summary(record, final)
+    if step_summary:
+        _append_step_summary(record, final)
     return RunOutcome(record, final, ExitCode(record.exit_code))
 
 
-def _work_and_record(inputs: RunInputs, staging: Path, timer: _Timer, say: Progress) -> tuple[Ledger, str]:
+def _work_and_record(
+    inputs: RunInputs, staging: Path, timer: Timer, say: Progress, produced: Produced | None = None
+) -> tuple[Ledger, str]:
     """Steps 3-4: everything in staging, then the ledger row (the ledger is created here if it does not exist, so an
     error found while working leaves none behind); returns the ledger and the decision recorded. Any failure before
     the row rolls the run back (an ``OSError`` becomes an ``OutputError`` saying so)."""
     try:
-        candidate = _make_candidate(inputs, staging, timer, say)
+        if produced is None:
+            produced = produce(inputs, staging, timer, say)
+        else:
+            produced = adopt(produced, staging)
+            timer.timings.update(produced.timings)
+            timer.clock = time.perf_counter()
+        candidate = finish(inputs, produced, timer, say)
+        del produced
         final = inputs.layout.final_dir(candidate.label, inputs.run_id)
         record = build_record(inputs, candidate, final, timer.timings)
         say("writing the record and the reports")
@@ -644,7 +733,13 @@ def _frames(inputs: RunInputs, say: Progress) -> _Source:
     return _Source(out.frames, out.fps, out.audio, out.sample_rate, info, weights_used)
 
 
-def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progress) -> Candidate:
+def produce(inputs: RunInputs, staging: Path, timer: Timer | None = None, say: Progress | None = None) -> Produced:
+    """The first half of the work (step 3): generate (or take the reviewed video), burn the visible label, watermark,
+    encode into ``staging/video.mp4`` with the AIGC metadata, decode it and measure it (consent included). Writes
+    nothing but that file: no ledger row, no record. ``staging`` may be a run's staging directory or any private
+    directory (a worker's temporary one; ``Produced.detached`` then carries the file's bytes to the driver)."""
+    timer = timer or Timer()
+    say = say or (lambda _msg: None)
     created_at = _now()
     source = _frames(inputs, say)
     gen_info, weights_used = source.generator, source.weights
@@ -652,7 +747,7 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
 
     # the visible label goes into the frames first (the watermark and every measurement see the labelled frames), then
     # the watermark with a payload naming this output; encoded into staging with the AIGC implicit label (metadata)
-    payload = watermark.new_payload()
+    payload = inputs.request.watermark_payload or watermark.new_payload()
     disclosure = _disclosure(inputs, created_at, gen_info, weights_used)
     video = staging / VIDEO_NAME
     frames: Any = source.frames
@@ -692,7 +787,36 @@ def _make_candidate(inputs: RunInputs, staging: Path, timer: _Timer, say: Progre
     # one entry per file: the puppet backend and the face metrics both use the dlib landmark model
     weights_used = list({(w["name"], w["path"], w["sha256"]): w for w in [*weights_used, *measured.weights]}.values())
     timer.lap("measure")
+    measured.face_embeddings = None  # the identity backend (a model) and embeddings: only consent needed them
+    return Produced(
+        run_id=inputs.run_id,
+        created_at=created_at,
+        generator=gen_info,
+        weights=weights_used,
+        payload=payload,
+        video=video,
+        clip=clip,
+        measured=measured,
+        disclosure=disclosure,
+        timings=dict(timer.timings),
+    )
 
+
+def finish(inputs: RunInputs, produced: Produced, timer: Timer | None = None, say: Progress | None = None) -> Candidate:
+    """The second half (still step 3, in the run's staging directory, where ``produced.video`` must be: ``adopt``):
+    decide, sign the C2PA manifest and verify it from disk, the compliance matrix of the final file."""
+    timer = timer or Timer()
+    say = say or (lambda _msg: None)
+    if produced.video != inputs.layout.staging / inputs.run_id / VIDEO_NAME:
+        raise UsageError("produced.video", "must be in the run's staging directory (gate.run.adopt)", produced.video)
+    pol = inputs.policy
+    clip, measured, payload, video = produced.clip, produced.measured, produced.payload, produced.video
+    gen_info, weights_used, disclosure, created_at = (
+        produced.generator,
+        produced.weights,
+        produced.disclosure,
+        produced.created_at,
+    )
     # decide
     results = policy_mod.evaluate(pol, measured.measurements)
     if inputs.baseline is not None:
