@@ -43,11 +43,12 @@ class Measurement:
             object.__setattr__(self, "higher_is_better", known.higher_is_better)
         if not self.unit:
             object.__setattr__(self, "unit", known.unit)
-        if self.higher_is_better is not known.higher_is_better or self.unit != known.unit:
+        if self.higher_is_better != known.higher_is_better or self.unit != known.unit:
             raise ValueError(
                 f"measurement {self.name!r}: higher_is_better={self.higher_is_better!r}, unit={self.unit!r} disagree "
                 f"with metrics.specs (higher_is_better={known.higher_is_better!r}, unit={known.unit!r})"
             )
+        object.__setattr__(self, "higher_is_better", known.higher_is_better)  # the table's bool, not e.g. numpy's
 
     @property
     def measured(self) -> bool:

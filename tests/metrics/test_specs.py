@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -104,6 +105,10 @@ def test_measurement_takes_unit_and_direction_from_the_table():
     n = Measurement.not_measured("sync_d", "weights missing", "syncnet")
     assert (n.unit, n.higher_is_better) == ("", False)
     assert Measurement("fps", 25.0, "t", unit="frames/s").higher_is_better is None
+    import numpy as np
+
+    assert Measurement("sync_c", 5.0, "t", higher_is_better=np.bool_(True)).higher_is_better is True
+    assert pickle.loads(pickle.dumps(m)) == m  # R1's workers send measurements back to the driver
     own = Measurement("my_score", 1.0, "mine", higher_is_better=False, unit="pt")  # outside the table: kept as given
     assert (own.unit, own.higher_is_better) == ("pt", False)
 
