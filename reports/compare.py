@@ -4,7 +4,10 @@
 ``build_comparison`` computes, per metric and model, the mean with a seeded percentile-bootstrap 95 % CI
 (``metrics.stats.bootstrap_ci``) and sample counts, names the better model from ``higher_is_better`` and says when the
 CIs overlap (no winner is then declared); set-level metrics (FVD) are shown as they were measured, without a CI.
-``write_comparison`` renders HTML and PDF, and writes the per-video rows as CSV and Parquet.
+``write_comparison`` renders the detailed comparison (comparison.html/.pdf: every metric's table, one per-video
+distribution per ranked metric that varies), writes the per-video rows as CSV and Parquet, and renders the executive
+report of ``evaluate`` over the same runs (``reports.evaluation``: report.html/.pdf, summary.md, results.parquet,
+summary.json), so ``compare`` is the report half of ``evaluate`` for run directories made elsewhere.
 
 Honesty rules: a video whose metric was not measured is excluded from that metric's statistics and counted in the
 "not measured" column; when models were measured under different protocols no winner is declared; a metric with
@@ -13,6 +16,7 @@ no direction (``higher_is_better`` unknown) is described but never "won".
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +32,7 @@ from reports.atomic import atomic_path, write_text_atomic
 from reports.errors import InputError, UsageError, printable
 from reports.html import clean_html
 from reports.json_report import read_json
-from reports.plots import Plot, box_figure, ci_bar_figure, figure_to_data_uri
+from reports.plots import Plot, distribution_figure, figure_to_data_uri
 from reports.schema import GateRecord
 from reports.templating import fmt_num, render
 
@@ -437,30 +441,27 @@ def _plot_text(value: str, limit: int = 40) -> str:
 
 
 def _plots(cmp: Comparison) -> list[Plot]:
+    """One per-video distribution per ranked metric that varies (no plot of a constant or unmeasured metric: an
+    empty axis or a row of equal bars says nothing); the means with their CIs are in the tables."""
     plots = []
     names = [_plot_text(model) for model in cmp.models]
     for m in cmp.metrics:
         if m.higher_is_better is None:
             continue
-        t = m.table.reindex(cmp.models)
-        metric, unit = _plot_text(m.metric), _plot_text(m.unit)
-        winner = _plot_text(m.winner) if m.winner is not None else None
-        fig = ci_bar_figure(
-            metric, names, t["mean"].tolist(), t["ci_low"].fillna(t["mean"]).tolist(),
-            t["ci_high"].fillna(t["mean"]).tolist(), higher_is_better=m.higher_is_better, unit=unit, winner=winner,
-        )  # fmt: skip
-        plots.append(
-            Plot(f"{m.metric}-bar", f"{m.metric}: mean and {cmp.level:.0%} CI", figure_to_data_uri(fig), m.note)
-        )
         samples = [
             cmp.rows.loc[
                 (cmp.rows["metric"] == m.metric) & (cmp.rows["model"] == model) & cmp.rows["measured"], "value"
             ].to_numpy(dtype=np.float64)
             for model in cmp.models
         ]
-        if all(len(s) for s in samples):
-            fig = box_figure(metric, names, samples, higher_is_better=m.higher_is_better, unit=unit)
-            plots.append(Plot(f"{m.metric}-box", f"{m.metric}: per-video distribution", figure_to_data_uri(fig), ""))
+        values = np.concatenate(samples)
+        if values.size == 0 or np.ptp(values) == 0:
+            continue
+        fig = distribution_figure(
+            f"{_plot_text(m.metric)} per video", names, samples, higher_is_better=m.higher_is_better,
+            unit=_plot_text(m.unit),
+        )  # fmt: skip
+        plots.append(Plot(m.metric, f"{m.metric}: per-video distribution", figure_to_data_uri(fig), m.note))
     return plots
 
 
@@ -507,4 +508,25 @@ def write_comparison(cmp: Comparison, out_dir: str | Path, *, pdf: bool = True) 
     paths["html"] = write_text_atomic(out / "comparison.html", html)
     if pdf:
         paths["pdf"] = html_to_pdf(html, out / "comparison.pdf")
+    paths |= write_evaluation_report(cmp, out, pdf=pdf)
     return paths
+
+
+def write_evaluation_report(cmp: Comparison, out: Path, *, pdf: bool = True) -> dict[str, Path]:
+    """The executive report of ``evaluate`` (report.html/.pdf, summary.md) over the compared runs, with their
+    results table (results.parquet: one row per video, the case being the run id) and summary.json."""
+    from reports.evaluation import render_evaluation, results_from_records, summarise
+
+    videos = cmp.rows.drop_duplicates("record_path")
+    results = results_from_records(list(zip(videos["model"].astype(str), videos["record_path"], strict=True)))
+    summary = summarise(results, suite="comparison", n_boot=cmp.n_boot, seed=cmp.seed)
+    sources = {str(m): g["run_dir"].unique() for m, g in videos.groupby("model", observed=True)}
+    descriptions = {m: "runs from " + ", ".join(dirs) for m, dirs in sources.items()}
+    with atomic_path(out / "results.parquet") as tmp:
+        results.to_parquet(tmp, index=False, engine="pyarrow")
+    paths = {"results_parquet": out / "results.parquet"}
+    paths["summary_json"] = write_text_atomic(
+        out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    )
+    report = render_evaluation(results, summary, out_dir=out, descriptions=descriptions, pdf=pdf)
+    return paths | {f"report_{kind}": path for kind, path in report.items()}

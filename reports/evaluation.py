@@ -43,6 +43,7 @@ from metrics.stats import bootstrap_ci
 from reports.atomic import write_text_atomic
 from reports.errors import InputError, printable
 from reports.html import clean_html
+from reports.json_report import read_json
 from reports.markdown import md_text
 from reports.plots import Plot, distribution_figure, figure_to_data_uri
 from reports.schema import GateRecord, Keyframe
@@ -154,6 +155,7 @@ class ModelCard:
     consent_failures: int
     not_measured: int
     ahead: frozenset[str] = frozenset()  # criteria on which this model separates from every other one
+    notes: dict[str, str] = field(default_factory=dict)  # why a headline metric has no value, by metric name
 
     def flags(self) -> list[tuple[str, str]]:
         """(severity, text) of every risk: ``fail`` for provenance/consent failures, ``warn`` for unmeasured checks."""
@@ -163,7 +165,7 @@ class ModelCard:
         if self.consent_failures:
             flags.append(("fail", _plural(self.consent_failures, "consent failure")))
         if self.not_measured:
-            flags.append(("warn", _plural(self.not_measured, "not-measured check")))
+            flags.append(("warn", f"{self.not_measured} not measured"))
         return flags
 
 
@@ -182,12 +184,28 @@ class Scorecard:
     models: list[ModelCard]
     headline: list[MetricSpec]  # the headline metrics measured for at least one model, in HEADLINE order
     verdict: Verdict
+    regression: RegressionView | None = None
 
     def card(self, name: str) -> ModelCard:
         return next(m for m in self.models if m.name == name)
 
     def criteria(self) -> list[Criterion]:
         return [RELEASE, *(Criterion(s.name, s.label, bool(s.higher_is_better), s.unit) for s in self.headline)]
+
+
+def _when(value: Any) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM UTC`` (other text as it is; nothing as "")."""
+    from datetime import UTC, datetime
+
+    if not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC") if when.tzinfo else when.strftime("%Y-%m-%d %H:%M")
 
 
 def _plural(n: int, noun: str) -> str:
@@ -265,9 +283,13 @@ def _card(name: str, rows: pd.DataFrame, entry: Mapping[str, Any], descriptions:
     low, high = _interval(entry.get("release_ci"), f"{where}.release_ci")
     metrics_entry = _mapping(entry.get("metrics", {}), f"{where}.metrics")
     metrics: dict[str, Estimate] = {}
+    notes: dict[str, str] = {}
     for metric in HEADLINE:
         if SPECS[metric].scope == "set":
             estimate = _fvd_estimate(entry.get(metric), f"{where}.{metric}")
+            raw = entry.get(metric)
+            if estimate is None and isinstance(raw, Mapping):
+                notes[metric] = str(raw.get("reason") or "not computed")
         elif metric in metrics_entry:
             estimate = _metric_estimate(metrics_entry[metric], f"{where}.metrics.{metric}")
         else:
@@ -288,6 +310,7 @@ def _card(name: str, rows: pd.DataFrame, entry: Mapping[str, Any], descriptions:
         provenance_failures=_count_false(_column(rows, "provenance_ok")),
         consent_failures=_count_false(_column(rows, "consent_ok")),
         not_measured=int(pd.to_numeric(_column(rows, "not_measured"), errors="coerce").fillna(0).sum()),
+        notes=notes,
     )
 
 
@@ -393,6 +416,67 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
     )
 
 
+@dataclass(frozen=True)
+class RegressionRow:
+    model: str
+    baseline_model: str
+    metric: str
+    label: str
+    candidate: Estimate | None
+    baseline: Estimate | None
+    allowed: float
+    outcome: str  # passed | regressed | not_compared
+    message: str
+
+
+@dataclass(frozen=True)
+class RegressionView:
+    """The baseline comparison ``evaluate --baseline`` put into ``summary.json`` (``regression``)."""
+
+    baseline: str
+    regressed: bool
+    rows: list[RegressionRow]
+
+
+def _side(mean: Any, ci: Any, where: str) -> Estimate | None:
+    if mean is None:
+        return None
+    low, high = _interval(ci, f"{where}_ci")
+    # a baseline/candidate interval is a mean's over its cases (n unknown here): shown, never re-tested
+    return Estimate(_num(mean, where), low, high, 2 if math.isfinite(low) else 1)
+
+
+def regression_view(summary: Mapping[str, Any]) -> RegressionView | None:
+    """The ``regression`` part of a summary, or ``None`` when the evaluation had no baseline."""
+    reg = summary.get("regression")
+    if reg is None:
+        return None
+    reg = _mapping(reg, "regression")
+    rows = []
+    for model, entry in _mapping(reg.get("models", {}), "regression.models").items():
+        entry = _mapping(entry, f"regression.models.{model}")
+        for metric, e in _mapping(entry.get("metrics", {}), f"regression.models.{model}.metrics").items():
+            where = f"regression.models.{model}.metrics.{metric}"
+            e = _mapping(e, where)
+            rows.append(
+                RegressionRow(
+                    model=str(model),
+                    baseline_model=str(entry.get("baseline_model", "")),
+                    metric=str(metric),
+                    label=SPECS[metric].label if metric in SPECS else str(metric),
+                    candidate=_side(e.get("candidate"), e.get("candidate_ci"), f"{where}.candidate"),
+                    baseline=_side(e.get("baseline"), e.get("baseline_ci"), f"{where}.baseline"),
+                    allowed=_num(e.get("allowed"), f"{where}.allowed"),
+                    outcome=str(e.get("outcome", "")),
+                    message=str(e.get("message", "")),
+                )
+            )
+    regressed = reg.get("regressed")
+    if not isinstance(regressed, bool):
+        raise InputError("summary.json", "regression.regressed must be true or false", repr(regressed))
+    return RegressionView(str(reg.get("baseline", "")), regressed, rows)
+
+
 def build_scorecard(
     results: pd.DataFrame,
     summary: Mapping[str, Any],
@@ -414,11 +498,12 @@ def build_scorecard(
     cards = [ModelCard(**{**c.__dict__, "ahead": ahead[c.name]}) for c in cards]
     return Scorecard(
         suite=str(summary.get("suite") or ""),
-        created_at=str(summary.get("created_at") or ""),
+        created_at=_when(summary.get("created_at")),
         level=level,
         models=cards,
         headline=headline,
         verdict=verdict(cards, criteria, level),
+        regression=regression_view(summary),
     )
 
 
@@ -608,9 +693,9 @@ def worst_cases(results: pd.DataFrame, name: str, out_dir: Path, *, limit: int =
             note = f"record not found: {record_path}"
         else:
             try:
-                keyframes = GateRecord.from_json(record_path.read_bytes()).keyframes[:6]
-            except (InputError, ValueError) as exc:
-                note = f"record unreadable: {printable(exc, newlines=False)[:200]}"
+                keyframes = read_json(record_path).keyframes[:6]
+            except InputError as exc:
+                note = printable(exc, newlines=False)[:300]
             if not keyframes and note is None:
                 note = "the record holds no keyframes"
         report = _path(row.get("report_path"), out_dir)
@@ -755,7 +840,7 @@ def result_row(record: GateRecord, *, suite: str, model: str, case: str, record_
     """One results row (the columns of ``results.parquet``) from a gate record."""
     seconds_total = float(sum(record.timings.values()))
     duration = record.measurement("duration_s")
-    video_seconds = duration.value if duration is not None else None
+    video_seconds = record.output.duration_s or (duration.value if duration is not None else None)
     report = record_path.parent / "report.html"
     row: dict[str, Any] = {
         "suite": suite,
@@ -785,20 +870,24 @@ def result_row(record: GateRecord, *, suite: str, model: str, case: str, record_
     return row
 
 
+def results_from_records(records: Sequence[tuple[str, str | Path]], *, suite: str = "compare") -> pd.DataFrame:
+    """The results table of (model, record path) pairs, one row per record, in the given order; the case is the run
+    id. An unreadable or invalid record is an ``InputError`` naming it."""
+    rows = []
+    for model, path in records:
+        record = read_json(path)
+        rows.append(result_row(record, suite=suite, model=model, case=record.run_id, record_path=Path(path)))
+    return pd.DataFrame(rows)
+
+
 def results_from_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:
     """The results table of gate run directories (one row per video; a model is a directory): what ``compare``
     renders. Models are labelled as ``reports.compare.load_runs`` labels them; the case is the run id."""
     from reports.compare import load_runs
 
     long = load_runs(run_dirs, labels=labels)
-    records = long.drop_duplicates("record_path")[["model", "record_path"]]
-    rows = []
-    for model, path in zip(records["model"].astype(str), records["record_path"], strict=True):
-        record = GateRecord.from_json(Path(path).read_bytes())
-        rows.append(result_row(record, suite="compare", model=model, case=record.run_id, record_path=Path(path)))
-    frame = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(long["model"].cat.categories)}
-    return frame.sort_values("model", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    records = long.drop_duplicates("record_path")
+    return results_from_records(list(zip(records["model"].astype(str), records["record_path"], strict=True)))
 
 
 def summarise(results: pd.DataFrame, *, suite: str = "", n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -835,7 +924,8 @@ def summarise(results: pd.DataFrame, *, suite: str = "", n_boot: int = 2000, see
             "release_rate": released / cases if cases else None,
             "release_ci": list(wilson_interval(released, cases)) if cases else None,
             "metrics": metrics,
-            "fvd": {"value": float(np.unique(fvd).mean()), "n": int(np.unique(fvd).size)} if fvd.size else None,
+            # records carry the FVD of the set they were measured in: the mean of the distinct set values
+            "fvd": {"value": float(np.unique(fvd).mean()), "n": int(fvd.size)} if fvd.size else None,
             "seconds_per_video_second": float(total / video) if video > 0 else None,
         }
     return {"suite": suite, "created_at": datetime.now(UTC).isoformat(), "models": models, "regression": None}

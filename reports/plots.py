@@ -133,64 +133,6 @@ def record_plots(record: GateRecord) -> list[Plot]:
 # --- comparison figures ------------------------------------------------------------------------------------------
 
 
-def ci_bar_figure(
-    metric: str,
-    labels: Sequence[str],
-    means: Sequence[float],
-    lows: Sequence[float],
-    highs: Sequence[float],
-    *,
-    higher_is_better: bool | None,
-    unit: str = "",
-    winner: str | None = None,
-) -> Figure:
-    """Bars of the per-model mean with 95 % CI error bars; the winner is outlined."""
-    fig = Figure(figsize=(4.2, 2.8), layout="constrained")
-    ax = fig.add_subplot()
-    x = np.arange(len(labels))
-    m = np.asarray(means, dtype=np.float64)
-    err = np.vstack([m - np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64) - m])
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
-    bars = ax.bar(x, m, yerr=np.nan_to_num(err), capsize=4, color=colours, alpha=0.85)
-    for bar, label in zip(bars, labels, strict=True):
-        if label == winner:
-            bar.set_edgecolor("black")
-            bar.set_linewidth(2)
-    arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
-    ax.set_title(f"{metric}{arrow}", fontsize=10, loc="left")
-    ax.set_xticks(x, list(labels), fontsize=8, rotation=15 if len(labels) > 3 else 0)
-    ax.set_ylabel(unit or metric, fontsize=8)
-    ax.tick_params(labelsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
-def box_figure(
-    metric: str,
-    labels: Sequence[str],
-    samples: Sequence[Sequence[float]],
-    *,
-    higher_is_better: bool | None,
-    unit: str = "",
-) -> Figure:
-    """Per-model distribution of a per-video metric (box with the individual videos as points)."""
-    fig = Figure(figsize=(4.2, 2.8), layout="constrained")
-    ax = fig.add_subplot()
-    data = [np.asarray(s, dtype=np.float64) for s in samples]
-    ax.boxplot(data, tick_labels=list(labels), showmeans=True, widths=0.5)
-    rng = np.random.default_rng(0)
-    for i, values in enumerate(data, start=1):
-        ax.plot(
-            i + rng.uniform(-0.12, 0.12, len(values)), values, ".", color=PALETTE[(i - 1) % len(PALETTE)], alpha=0.6
-        )
-    arrow = "" if higher_is_better is None else (" ↑" if higher_is_better else " ↓")
-    ax.set_title(f"{metric}{arrow} per video", fontsize=10, loc="left")
-    ax.set_ylabel(unit or metric, fontsize=8)
-    ax.tick_params(labelsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
 def distribution_figure(
     title: str,
     labels: Sequence[str],

@@ -152,8 +152,21 @@ def test_write_comparison_outputs(clear, tmp_path, external_references):
     html = paths["html"].read_text()
     assert external_references(html) == []
     assert "hallo3-tiny vs still-tiny" in html and clear.summary.split(".")[0] in html
-    assert html.count("<img ") == 8  # bar + box for each of the four ranked metrics
+    # one per-video distribution per ranked metric that varies (the bar charts of means repeated the tables)
+    assert html.count("<img ") == 4
     assert paths["pdf"].read_bytes().startswith(b"%PDF-")
+    # compare is the report half of evaluate: the same executive report over the runs, one results row per video
+    results = pd.read_parquet(paths["results_parquet"])
+    assert len(results) == 2 * N and set(results["model"]) == {"hallo3-tiny", "still-tiny"}
+    assert results.loc[results["model"] == "still-tiny", "mnm_identity_mean"].notna().sum() == 1
+    summary = json.loads(paths["summary_json"].read_text())
+    assert summary["models"]["hallo3-tiny"]["metrics"]["sync_c"]["mean"] == pytest.approx(
+        clear.metric("sync_c").table.loc["hallo3-tiny", "mean"]
+    )
+    report = paths["report_html"].read_text()
+    assert 'id="scorecard"' in report and report.count('<tr id="score-') == 2
+    assert paths["report_pdf"].read_bytes().startswith(b"%PDF-")
+    assert paths["report_markdown"].read_text().startswith("## hallo3-gate evaluation: comparison")
 
 
 @pytest.mark.parametrize("problem", ["empty", "mixed", "duplicate", "invalid"])

@@ -188,7 +188,7 @@ def test_scorecard_names_the_winner_only_where_intervals_separate(evaluation):
     )
     assert puppet.release.mean == 1.0 and (puppet.release.low, puppet.release.high) == WILSON_6[6]
     assert card.card("hallo3-tiny").flags() == [("fail", "1 provenance failure")]
-    assert card.card("still").flags() == [("warn", "1 not-measured check")]
+    assert card.card("still").flags() == [("warn", "1 not measured")]
 
 
 def test_a_model_ahead_on_something_and_behind_on_nothing_wins(make_record, tmp_path):
@@ -386,3 +386,62 @@ def test_html_in_chromium_shows_the_scorecard_first(rendered, tmp_path):
         page.screenshot(path=str(out / "evaluation-full.png"), full_page=True)
         browser.close()
     print("screenshots:", out / "evaluation-first-screen.png", out / "evaluation-full.png")
+
+
+def test_the_baseline_comparison_shows_on_page_one(evaluation, tmp_path):
+    _, results, summary = evaluation
+    with_baseline = json.loads(json.dumps(summary))
+    with_baseline["regression"] = {
+        "baseline": "runs/prod/summary.json",
+        "baseline_suite": "demo",
+        "regressed": True,
+        "models": {
+            "hallo3-tiny": {
+                "baseline_model": "hallo3",
+                "metrics": {
+                    "sync_c": {
+                        "candidate": 3.26,
+                        "candidate_ci": [2.97, 3.57],
+                        "baseline": 6.1,
+                        "baseline_ci": [5.8, 6.4],
+                        "allowed": 0.3,
+                        "higher_is_better": True,
+                        "outcome": "regressed",
+                        "worse_by": 2.84,
+                        "message": "sync_c 3.26 vs baseline 6.1: worse by 2.84 (allowed 0.3)",
+                    },
+                    "identity_mean": {
+                        "candidate": 0.709,
+                        "candidate_ci": [0.698, 0.721],
+                        "baseline": None,
+                        "baseline_ci": None,
+                        "allowed": 0.02,
+                        "higher_is_better": True,
+                        "outcome": "not_compared",
+                        "worse_by": None,
+                        "message": "identity_mean: not measured on the baseline",
+                    },
+                },
+            }
+        },
+    }
+    card = build_scorecard(results, with_baseline)
+    assert card.regression is not None and card.regression.regressed
+    assert [(r.metric, r.outcome) for r in card.regression.rows] == [
+        ("sync_c", "regressed"),
+        ("identity_mean", "not_compared"),
+    ]
+    paths = render_evaluation(results, with_baseline, out_dir=tmp_path, pdf=False)
+    html = paths["html"].read_text()
+    assert html.index('id="regression"') < html.index('id="plots"')
+    assert ">REGRESSION</span>" in html and "not compared" in html and "vs hallo3" in html
+    with_baseline["regression"]["regressed"] = "yes"
+    with pytest.raises(InputError, match=r"regression\.regressed must be true or false"):
+        build_scorecard(results, with_baseline)
+
+
+def test_a_worst_case_without_its_record_says_so(evaluation, tmp_path):
+    _, results, summary = evaluation
+    moved = results.assign(record_path=str(tmp_path / "gone" / "record.json"))
+    html = render_evaluation(moved, summary, out_dir=tmp_path, pdf=False)["html"].read_text()
+    assert html.count("record not found: ") == 3 * 3
