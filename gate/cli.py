@@ -921,6 +921,113 @@ def compare_command(
     return 0
 
 
+@app.command("evaluate")
+def evaluate_command(
+    suite_file: str = typer.Argument(..., metavar="SUITE.toml", help="The suite: models, cases, policy, regression."),
+    out: str = typer.Option(..., "--out", help="The evaluation's directory (new, empty, or this suite's earlier one)."),
+    db: str | None = typer.Option(None, "--db", help="The ledger and consent registry (default OUT/gate.sqlite)."),
+    use_ray: bool = typer.Option(
+        False, "--ray", help="Run the cases on a local Ray cluster using this machine's cores."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Run on an existing Ray cluster (implies --ray)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", help="Ray: generator actors in the pool (default 2)."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="A previous evaluate OUT directory or its summary.json: compare to it."
+    ),
+    fail_on: str | None = typer.Option(None, "--fail-on", help="regression: exit 1 when a model regressed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary (and the written paths) as JSON."),
+) -> int:
+    """Evaluate models on a suite of cases: every (model, case) through the full gate, resumable.
+
+    Example: hallo3-gate evaluate suite.toml --out eval/ --baseline eval-prod/ --fail-on regression
+
+    Writes OUT/results.parquet (one row per model and case), OUT/summary.json (per model: release rate with its
+    Wilson 95 % interval, metric means with bootstrap 95 % intervals, FVD, seconds of compute per second of video),
+    OUT/runs/<model>/ (the gate's run directories) and, with --baseline, OUT/regression.{json,md} and
+    OUT/regression-junit.xml. An interrupted evaluation continues where it stopped when run again.
+
+    Exit codes: 0 done (and no regression with --fail-on regression); 1 a model regressed against the baseline
+    (with --fail-on regression); 2 usage error (a bad suite key, --fail-on without --baseline, --out holding
+    something else); 4 a suite's input file is missing or unreadable, or a bad baseline; 74 an output could not be
+    written. A gate failure of a case is a result (its row says quarantined), not an exit code.
+    """
+    import json
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gate.evaluate import ProgressEvent, evaluate
+    from gate.suite import Suite
+
+    if fail_on is not None and fail_on != "regression":
+        raise UsageError("--fail-on", "must be regression", fail_on)
+    if fail_on is not None and baseline is None:
+        raise UsageError("--fail-on", "needs --baseline (what the models are compared to)")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers", "must be at least 1", workers)
+    ray_wanted = use_ray or ray_address is not None
+    if workers is not None and not ray_wanted:
+        raise UsageError("--workers", "applies only with --ray or --ray-address")
+    suite = Suite.load(Path(suite_file))
+    ray_settings = None
+    if ray_wanted:
+        try:
+            from gate.evaluate_ray import RaySettings
+        except ImportError as exc:
+            raise UsageError(
+                "--ray", "needs the Ray path (gate.evaluate_ray) and ray[data] installed", str(exc)
+            ) from None
+        ray_settings = RaySettings(address=ray_address, num_cpus=None, workers=workers or 2)
+
+    bars = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=json_out or not err_console.is_terminal,
+    )
+    tasks = {name: bars.add_task(name, total=len(suite.cases)) for name in suite.models}
+
+    def on_progress(e: ProgressEvent) -> None:
+        if e.kind in ("skip", "case") and e.model in tasks:
+            bars.advance(tasks[e.model])
+        if e.kind == "note" or (e.kind == "start" and not json_out):
+            bars.console.print(text(e.message))
+        if e.kind == "case" and e.result is not None and not bars.disable:
+            bars.console.print(text(f"{e.model}/{e.case}: ", (str(e.result.row["decision"]), "bold")))
+
+    with bars:
+        result = evaluate(
+            suite,
+            Path(out),
+            ray=ray_settings,
+            progress=on_progress,
+            db=db,
+            baseline=Path(baseline) if baseline else None,
+        )
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {**result.summary, "paths": {"results": str(result.results_path), "summary": str(result.summary_path)}},
+                indent=2,
+            )
+        )
+    else:
+        for name, m in result.summary["models"].items():
+            rate = m["release_rate"]
+            say(name, f": released {m['released']}/{m['cases']}", f" ({rate:.0%})" if rate is not None else "")
+        say(f"ran {result.ran}, already done {result.skipped}: {result.results_path}, {result.summary_path}")
+        if result.regression is not None:
+            verdict = ("regression", "bold red") if result.regressed else ("no regression", "green")
+            say(verdict, f" against {result.regression['baseline']}")
+    if fail_on == "regression" and result.regressed:
+        return int(ExitCode.GATE_FAILED)
+    return 0
+
+
 @app.command("fvd-stats")
 def fvd_stats_command(
     videos: list[str] = typer.Argument(..., help="Reference videos (real footage of the kind the model should make)."),
