@@ -209,6 +209,7 @@ def _when(value: Any) -> str:
 
 
 def _plural(n: int, noun: str) -> str:
+    """``1 case``, ``2 cases``; ``1 more case``, ``2 more cases`` (the last word takes the s)."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -408,9 +409,9 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
     need, c, a, b = best
     now = min(a.cases, b.cases)
     return Verdict(
-        f"The suite cannot tell {names} apart: every {pct} interval overlaps; about {need - now} more cases per model "
-        f"({need} in all) would separate {a.name} and {b.name} on {c.label}, the closest call, if the spread stays as "
-        "observed.",
+        f"The suite cannot tell {names} apart: every {pct} interval overlaps; about {_plural(need - now, 'more case')} "
+        f"per model ({need} each) would separate {a.name} and {b.name} on {c.label}, the closest call, if the "
+        "spread stays as observed.",
         None,
         need,
     )
@@ -728,12 +729,13 @@ def fmt_interval(e: Estimate | None, digits: int = 3, *, percent: bool = False) 
     if e is None or not e.has_interval:
         return ""
     if percent:
-        return f"[{e.low * 100:.0f}–{e.high * 100:.0f} %]"
+        return f"[{e.low * 100:.0f}–{e.high * 100:.0f}\u00a0%]"
     return f"[{fmt_num(e.low, digits)}, {fmt_num(e.high, digits)}]"
 
 
 def fmt_rate(card: ModelCard) -> str:
-    return f"{card.released}/{card.cases} · {card.release.mean * 100:.0f} %" if card.cases else "—"
+    """``83 %`` (no break before the sign), or a dash without cases."""
+    return f"{card.release.mean * 100:.0f}\u00a0%" if card.cases else "—"
 
 
 @dataclass
@@ -789,7 +791,7 @@ def render_evaluation_markdown(report: EvaluationReport, html_name: str = "repor
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|",
     ]
     for c in s.models:
-        cells = [md_text(c.name), f"{fmt_rate(c)} {fmt_interval(c.release, percent=True)}".strip()]
+        cells = [md_text(c.name), f"{c.released}/{c.cases} · {fmt_rate(c)} {fmt_interval(c.release, percent=True)}"]
         for h in s.headline:
             e = c.metrics.get(h.name)
             cell = f"{fmt_estimate(e)} {fmt_interval(e)}".strip()

@@ -215,7 +215,8 @@ def test_indistinguishable_models_say_how_many_cases_would_separate_them(make_re
         h = max((e["ci"][1] - e["ci"][0]) / 2 for e in (ea, eb))
         needs.append(max(N_CASES + 1, math.ceil(N_CASES * (2 * h / d) ** 2)))
     assert card.verdict.cases_needed == min(needs)
-    assert f"about {min(needs) - N_CASES} more cases per model ({min(needs)} in all)" in card.verdict.text
+    more = min(needs) - N_CASES
+    assert f"about {more} more case{'s' if more != 1 else ''} per model ({min(needs)} each)" in card.verdict.text
 
 
 def test_one_case_per_model_has_no_interval_and_no_winner(make_record, tmp_path):
@@ -341,7 +342,8 @@ def test_pdf_page_one_holds_the_scorecard_of_every_model(rendered, tmp_path):
     for name, (*_, released, fvd) in MODELS.items():
         row = next((line for line in lines if line.strip().startswith(name + " ")), None)
         assert row is not None, f"no scorecard row for {name} on page 1:\n{text}"
-        assert f"{released}/{N_CASES}" in row and f"{fvd:.0f}" in row
+        assert f"{released / N_CASES:.0%}".replace("%", " %") in row and f"{fvd:.0f}" in row
+        assert f"{released} of {N_CASES}" in text
     for header in ("released", "Sync-C", "Sync-D", "Identity", "FVD", "AV-sync", "risk flags"):
         assert header in text
     assert "No single winner" in text
