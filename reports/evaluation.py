@@ -58,6 +58,9 @@ RESULT_COLUMNS = (
     "consent_ok", "not_measured",
 )  # fmt: skip
 LEVEL = 0.95
+# a percentile bootstrap of the mean of 2 values is about their range, whatever the spread: no interval below 3 cases
+MIN_CASES = 3
+PROVISIONAL_BELOW = 10  # a winner over fewer cases per model is called provisional (bootstrap intervals run narrow)
 WORST_PER_MODEL = 3
 LABEL_LIMIT = 24  # characters of a model name drawn in a plot
 
@@ -88,6 +91,7 @@ class Estimate:
     high: float
     n: int
     not_measured: int = 0
+    min_n: int = MIN_CASES  # fewer cases: the interval is not shown nor used (1 for a Wilson interval)
 
     @property
     def measured(self) -> bool:
@@ -95,7 +99,7 @@ class Estimate:
 
     @property
     def has_interval(self) -> bool:
-        return math.isfinite(self.low) and math.isfinite(self.high) and self.n >= 2
+        return math.isfinite(self.low) and math.isfinite(self.high) and self.n >= self.min_n
 
     @property
     def half_width(self) -> float:
@@ -185,6 +189,7 @@ class Scorecard:
     headline: list[MetricSpec]  # the headline metrics measured for at least one model, in HEADLINE order
     verdict: Verdict
     regression: RegressionView | None = None
+    unmeasured: list[MetricSpec] = field(default_factory=list)  # headline metrics no model has a value of
 
     def card(self, name: str) -> ModelCard:
         return next(m for m in self.models if m.name == name)
@@ -305,7 +310,7 @@ def _card(name: str, rows: pd.DataFrame, entry: Mapping[str, Any], descriptions:
         backend=", ".join(sorted(backend)),
         cases=cases,
         released=released,
-        release=Estimate(rate, low, high, cases),
+        release=Estimate(rate, low, high, cases, min_n=1),
         metrics=metrics,
         seconds_per_video_second=_num(throughput, f"{where}.seconds_per_video_second") if throughput else None,
         provenance_failures=_count_false(_column(rows, "provenance_ok")),
@@ -362,9 +367,11 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
             else:
                 on = "; ".join(f"{_and([c.label for c in wins[(w.name, o.name)]])} vs {o.name}" for o in others)
                 text = f"{w.name} is the better model: ahead of every other model ({on})"
+            few = min(c.cases for c in cards)
+            caution = "; few cases, so provisional" if few < PROVISIONAL_BELOW else ""
             return Verdict(
                 f"{text}, with non-overlapping {pct} intervals, and behind on nothing"
-                f" ({_plural(min(c.cases for c in cards), 'case')} per model).",
+                f" ({_plural(few, 'case')} per model{caution}).",
                 w.name,
             )
     leaders = [(c, [k.name for k in cards if c.key in _ahead(cards, [c])[k.name]]) for c in criteria]
@@ -401,8 +408,8 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
     if best is None:
         few = min(c.cases for c in cards)
         why = (
-            "with fewer than 2 cases per model there is no interval"
-            if few < 2
+            f"with fewer than {MIN_CASES} cases per model there is no interval"
+            if few < MIN_CASES
             else "no headline measurement differs between them"
         )
         return Verdict(f"The suite cannot tell {names} apart: {why}; run more cases per model.", None)
@@ -444,7 +451,7 @@ def _side(mean: Any, ci: Any, where: str) -> Estimate | None:
         return None
     low, high = _interval(ci, f"{where}_ci")
     # a baseline/candidate interval is a mean's over its cases (n unknown here): shown, never re-tested
-    return Estimate(_num(mean, where), low, high, 2 if math.isfinite(low) else 1)
+    return Estimate(_num(mean, where), low, high, 1, min_n=1)
 
 
 def regression_view(summary: Mapping[str, Any]) -> RegressionView | None:
@@ -505,6 +512,7 @@ def build_scorecard(
         headline=headline,
         verdict=verdict(cards, criteria, level),
         regression=regression_view(summary),
+        unmeasured=[SPECS[m] for m in HEADLINE if SPECS[m] not in headline],
     )
 
 

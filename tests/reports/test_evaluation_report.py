@@ -197,7 +197,9 @@ def test_a_model_ahead_on_something_and_behind_on_nothing_wins(make_record, tmp_
     card = build_scorecard(results, _summary(results, models))
     assert card.verdict.winner == "puppet"
     assert card.verdict.text.startswith("puppet is the better model: ahead of hallo3-tiny on Sync-C")
-    assert "with non-overlapping 95 % intervals" in card.verdict.text
+    assert card.verdict.text.endswith(
+        "with non-overlapping 95 % intervals, and behind on nothing (6 cases per model; few cases, so provisional)."
+    )
 
 
 def test_indistinguishable_models_say_how_many_cases_would_separate_them(make_record, tmp_path):
@@ -238,7 +240,7 @@ def test_one_case_per_model_has_no_interval_and_no_winner(make_record, tmp_path)
     }
     card = build_scorecard(results, summary)
     assert card.verdict.winner is None
-    assert "fewer than 2 cases per model there is no interval" in card.verdict.text
+    assert "fewer than 3 cases per model there is no interval" in card.verdict.text
     assert [h.name for h in card.headline] == ["sync_c"]
 
 
@@ -447,3 +449,30 @@ def test_a_worst_case_without_its_record_says_so(evaluation, tmp_path):
     moved = results.assign(record_path=str(tmp_path / "gone" / "record.json"))
     html = render_evaluation(moved, summary, out_dir=tmp_path, pdf=False)["html"].read_text()
     assert html.count("record not found: ") == 3 * 3
+
+
+def test_two_cases_per_model_give_no_interval_that_could_separate(evaluation):
+    _, results, summary = evaluation
+    two = results.groupby("model").head(2)
+    small = json.loads(json.dumps(summary))
+    for name, entry in small["models"].items():
+        entry.update(cases=2, released=2, release_rate=1.0, release_ci=[0.3424, 1.0])
+        for metric, m in entry["metrics"].items():
+            values = two.loc[two["model"] == name, f"m_{metric}"].dropna().to_numpy(dtype=np.float64)
+            ci = bootstrap_ci(values, n_boot=2000, seed=0)  # two values: the interval is about their range
+            m.update(mean=ci.estimate, ci=[ci.low, ci.high], n=2, not_measured=0)
+    card = build_scorecard(two, small)
+    assert not any(c.ahead for c in card.models) and card.verdict.winner is None
+    assert "fewer than 3 cases per model there is no interval" in card.verdict.text
+
+
+def test_headline_metrics_nobody_measured_are_named_under_the_scorecard(evaluation, tmp_path):
+    _, results, summary = evaluation
+    no_sync = json.loads(json.dumps(summary))
+    for entry in no_sync["models"].values():
+        entry["metrics"].pop("sync_c")
+        entry["metrics"].pop("sync_d")
+    card = build_scorecard(results.assign(m_sync_c=None, m_sync_d=None), no_sync)
+    assert [s.name for s in card.unmeasured] == ["sync_c", "sync_d"]
+    html = render_evaluation(results, no_sync, out_dir=tmp_path, pdf=False)["html"].read_text()
+    assert "Not on the scorecard (no model has a value): Sync-C, Sync-D." in html
