@@ -13,7 +13,9 @@ at least one criterion and no other model's separate from it the other way. Othe
 the models apart and about how many cases per model it would need: a 95 % interval's half-width shrinks as 1/√n, so
 with ``n`` cases, the wider half-width ``h`` of the two intervals and the observed difference of means ``d``, the
 intervals separate once ``h·√(n/n') < d/2``, i.e. at ``n' = ⌈n·(2h/d)²⌉`` cases per model — a planning figure that
-assumes the spread stays as observed.
+assumes the spread stays as observed. For the release rate (Wilson intervals, far from 1/√n near 0 or 1) it is the
+smallest ``n'`` at which the Wilson intervals of the observed rates separate. A percentile-bootstrap interval needs
+``MIN_CASES`` (3) cases; below ``PROVISIONAL_BELOW`` (10) cases per model a named winner is called provisional.
 
 Then one plot per headline per-video metric (every case as a point, box per model; no plot for a constant or
 unmeasured metric, and the report says why), the per-model detail (every measured metric, what was not measured and
@@ -125,6 +127,19 @@ def cases_needed(a: Estimate, b: Estimate) -> int | None:
         return None
     n = min(a.n, b.n)
     return max(n + 1, math.ceil(n * (2 * h / d) ** 2 - 1e-9)) if h > 0 else n  # 1e-9: float noise in d
+
+
+def rate_cases_needed(a: Estimate, b: Estimate, level: float = LEVEL, limit: int = 100_000) -> int | None:
+    """Cases per model for the Wilson intervals of the two observed rates to separate: the smallest ``n`` at which
+    ``wilson(round(p·n), n)`` of both no longer overlap (the 1/√n rule is far off for rates near 0 or 1). ``None``
+    when the rates are equal or it would take more than ``limit`` cases."""
+    if not (a.measured and b.measured) or a.mean == b.mean:
+        return None
+    for n in range(max(a.n, b.n, 1) + 1, limit + 1):
+        (la, ha), (lb, hb) = (wilson_interval(round(p * n), n, level) for p in (a.mean, b.mean))
+        if ha < lb or hb < la:
+            return n
+    return None
 
 
 # --- the scorecard ------------------------------------------------------------------------------------------------
@@ -401,7 +416,7 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
         for i, a in enumerate(cards):
             for b in cards[i + 1 :]:
                 ea, eb = _estimate(a, c.key), _estimate(b, c.key)
-                need = cases_needed(ea, eb) if ea and eb else None
+                need = (rate_cases_needed if c.key == RELEASE.key else cases_needed)(ea, eb) if ea and eb else None
                 if need is not None and (best is None or need < best[0]):
                     best = (need, c, a, b)
     names = _and([c.name for c in cards])
@@ -549,7 +564,12 @@ def distribution_plots(results: pd.DataFrame, scorecard: Scorecard) -> tuple[lis
     for metric in HEADLINE:
         s = SPECS[metric]
         if s.scope == "set":
-            skipped.append(Skipped(metric, s.label, "one value per model (a distance between sets): see the scorecard"))
+            reason = (
+                "one value per model (a distance between sets): see the scorecard"
+                if any(h.name == metric for h in scorecard.headline)
+                else "not measured for any model"
+            )
+            skipped.append(Skipped(metric, s.label, reason))
             continue
         samples = [metric_values(results, metric, n) for n in names]
         every = np.concatenate(samples) if samples else np.empty(0)
@@ -617,7 +637,7 @@ def model_detail(results: pd.DataFrame, name: str, *, n_boot: int = 2000, seed: 
             continue
         mean = low = high = math.nan
         if values.size:
-            ci = bootstrap_ci(values, n_boot=n_boot, seed=seed) if values.size >= 2 else None
+            ci = bootstrap_ci(values, n_boot=n_boot, seed=seed) if values.size >= MIN_CASES else None
             mean = float(values.mean())
             low, high = (ci.low, ci.high) if ci else (math.nan, math.nan)
         metrics.append(MetricRow(metric, s.label, s.arrow, s.unit, mean, low, high, values.size, missing,

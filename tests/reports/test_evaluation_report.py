@@ -29,6 +29,7 @@ from reports.evaluation import (
     build_scorecard,
     cases_needed,
     distribution_plots,
+    rate_cases_needed,
     render_evaluation,
     wilson_interval,
 )
@@ -167,6 +168,16 @@ def test_cases_needed_is_n_times_twice_the_half_width_over_the_difference_square
     assert cases_needed(a, wide) == 64
     assert cases_needed(a, Estimate(1.0, 0.4, 1.6, 4)) is None  # no difference: no number
     assert cases_needed(a, Estimate(1.4, math.nan, math.nan, 1)) is None  # no interval: no number
+
+
+def test_rate_cases_needed_is_where_the_wilson_intervals_of_the_observed_rates_separate():
+    # 3/3 vs 0/3: [0.4385, 1] and [0, 0.5615] overlap; 4/4 vs 0/4: [0.5101, 1] and [0, 0.4899] do not
+    all_, none = Estimate(1.0, 0.3424, 1.0, 2, min_n=1), Estimate(0.0, 0.0, 0.6576, 2, min_n=1)
+    assert rate_cases_needed(all_, none) == 4
+    assert rate_cases_needed(all_, all_) is None
+    assert (
+        rate_cases_needed(Estimate(0.5, 0.2, 0.8, 6, min_n=1), Estimate(0.52, 0.2, 0.8, 6, min_n=1), limit=50) is None
+    )
 
 
 # --- the scorecard and the verdict --------------------------------------------------------------------------------
