@@ -431,9 +431,9 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
     need, c, a, b = best
     now = min(a.cases, b.cases)
     return Verdict(
-        f"The suite cannot tell {names} apart: every {pct} interval overlaps; about {_plural(need - now, 'more case')} "
+        f"The suite cannot tell {names} apart: no two models' {pct} intervals separate; about {_plural(need - now, 'more case')} "
         f"per model ({need} each) would separate {a.name} and {b.name} on {c.label}, the closest call, if the "
-        "spread stays as observed.",
+        "results stay as observed.",
         None,
         need,
     )
@@ -861,6 +861,47 @@ def render_evaluation(
         paths["pdf"] = html_to_pdf(html, out / "report.pdf")
     paths["markdown"] = write_text_atomic(out / "summary.md", markdown)
     return paths
+
+
+RESULTS_NAME = "results.parquet"
+SUMMARY_NAME = "summary.json"
+
+
+def read_evaluation(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``OUT/results.parquet`` and ``OUT/summary.json`` of an evaluation; a missing or unreadable one is an
+    ``InputError`` naming the file."""
+    out = Path(out_dir)
+    results_path, summary_path = out / RESULTS_NAME, out / SUMMARY_NAME
+    try:
+        results = pd.read_parquet(results_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            results_path, "must be the results table of an evaluation (Parquet)", type(exc).__name__
+        ) from None
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(summary_path, "must be the summary of an evaluation (JSON)", type(exc).__name__) from None
+    return results, dict(_mapping(summary, "the top level"))
+
+
+def render_evaluation_dir(out_dir: str | Path, *, pdf: bool = True) -> dict[str, Path]:
+    """Render the report of the evaluation in ``out_dir`` (its results.parquet and summary.json) into the same
+    directory: what ``evaluate`` calls once its results and summary are written."""
+    results, summary = read_evaluation(out_dir)
+    return render_evaluation(results, summary, out_dir=out_dir, pdf=pdf)
+
+
+def append_step_summary(markdown: str | Path, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Append the evaluation's Markdown (text, or the ``summary.md`` written) to ``$GITHUB_STEP_SUMMARY`` when that
+    variable is set; return the file appended to, else None."""
+    target = (os.environ if environ is None else environ).get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    text = markdown.read_text(encoding="utf-8") if isinstance(markdown, Path) else markdown
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    return Path(target)
 
 
 # --- from gate run directories (compare) --------------------------------------------------------------------------

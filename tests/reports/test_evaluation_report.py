@@ -219,7 +219,7 @@ def test_indistinguishable_models_say_how_many_cases_would_separate_them(make_re
     summary = _summary(results, near)
     card = build_scorecard(results, summary)
     assert card.verdict.winner is None and not any(c.ahead for c in card.models)
-    assert card.verdict.text.startswith("The suite cannot tell a and b apart: every 95 % interval overlaps;")
+    assert card.verdict.text.startswith("The suite cannot tell a and b apart: no two models' 95 % intervals separate;")
     # the closest call, recomputed by hand from the summary: min over metrics of ceil(n · (2h/d)²)
     needs = []
     for metric in ("sync_c", "sync_d", "identity_mean", "avsync_corr"):
@@ -487,3 +487,26 @@ def test_headline_metrics_nobody_measured_are_named_under_the_scorecard(evaluati
     assert [s.name for s in card.unmeasured] == ["sync_c", "sync_d"]
     html = render_evaluation(results, no_sync, out_dir=tmp_path, pdf=False)["html"].read_text()
     assert "Not on the scorecard (no model has a value): Sync-C, Sync-D." in html
+
+
+def test_render_an_evaluation_directory_and_append_the_step_summary(evaluation, tmp_path):
+    from reports.evaluation import append_step_summary, render_evaluation_dir
+
+    _, results, summary = evaluation
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"results\.parquet: must be the results table of an evaluation"):
+        render_evaluation_dir(out)
+    out.mkdir()
+    results.to_parquet(out / "results.parquet", index=False)
+    (out / "summary.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"summary\.json: must be the summary of an evaluation"):
+        render_evaluation_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == ["results.parquet", "summary.json"]  # nothing half-written
+    (out / "summary.json").write_text(json.dumps(summary))
+    paths = render_evaluation_dir(out, pdf=False)
+    assert set(paths) == {"html", "markdown"}
+    step = tmp_path / "step.md"
+    step.write_text("earlier step\n")
+    assert append_step_summary(paths["markdown"], {"GITHUB_STEP_SUMMARY": str(step)}) == step
+    assert step.read_text() == "earlier step\n" + paths["markdown"].read_text() + "\n"
+    assert append_step_summary(paths["markdown"], {}) is None
