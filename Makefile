@@ -63,7 +63,7 @@ lock:
 	  --constraints build/torch-cpu.txt --no-emit-package torch $(LOCK_ARGS) -o $(LOCK)
 	$(UV_COMPILE) requirements/build.in --constraints $(LOCK) -o requirements/build.txt
 	$(UV_COMPILE) requirements/nodeps.in --no-deps -o requirements/nodeps.txt
-	@if grep -n -i -E "^(torch|torchvision|triton|nvidia-)" $(LOCKS); then echo "lock: a CUDA/torch package got in" >&2; exit 1; fi
+	@if grep -n -i -E "^(torch|torchvision|torchaudio|triton)==|^nvidia-" $(LOCKS); then echo "lock: a CUDA/torch package got in" >&2; exit 1; fi
 
 lint: install
 	$(PY) -m ruff check .
