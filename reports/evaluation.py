@@ -42,7 +42,7 @@ import pandas as pd
 
 from metrics.specs import HEADLINE, SPECS, MetricSpec
 from metrics.stats import bootstrap_ci
-from reports.atomic import write_text_atomic
+from reports.atomic import check_output_target, write_text_atomic
 from reports.errors import InputError, printable
 from reports.html import clean_html
 from reports.json_report import read_json
@@ -848,18 +848,25 @@ def render_evaluation(
     pdf: bool = True,
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.pdf`` (unless ``pdf=False``) and ``summary.md`` into ``out_dir``; return their
-    paths by kind (``html``, ``pdf``, ``markdown``). Everything is computed before the first file is written."""
+    paths by kind (``html``, ``pdf``, ``markdown``). Every target is checked (a regular file or nothing: see
+    ``reports.atomic``) and everything computed before the first file is written; each file is written atomically."""
     from reports.pdf import html_to_pdf
 
     out = Path(out_dir)
+    targets = {"html": out / "report.html", "markdown": out / "summary.md"} | (
+        {"pdf": out / "report.pdf"} if pdf else {}
+    )
+    for target in targets.values():
+        check_output_target(target)  # a directory, link or FIFO at any of them: refused before anything is written
     report = build_report(results, summary, out, descriptions=descriptions)
     html = render_evaluation_html(report)
     markdown = render_evaluation_markdown(report)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"html": write_text_atomic(out / "report.html", html)}
-    if pdf:
-        paths["pdf"] = html_to_pdf(html, out / "report.pdf")
-    paths["markdown"] = write_text_atomic(out / "summary.md", markdown)
+    paths = {}
+    if pdf:  # first: the step most likely to fail (WeasyPrint missing) leaves no half of the report behind
+        paths["pdf"] = html_to_pdf(html, targets["pdf"])
+    paths["html"] = write_text_atomic(targets["html"], html)
+    paths["markdown"] = write_text_atomic(targets["markdown"], markdown)
     return paths
 
 

@@ -510,3 +510,13 @@ def test_render_an_evaluation_directory_and_append_the_step_summary(evaluation, 
     assert append_step_summary(paths["markdown"], {"GITHUB_STEP_SUMMARY": str(step)}) == step
     assert step.read_text() == "earlier step\n" + paths["markdown"].read_text() + "\n"
     assert append_step_summary(paths["markdown"], {}) is None
+
+
+def test_a_directory_where_the_report_goes_is_refused_before_anything_is_written(evaluation, tmp_path):
+    from reports.errors import OutputError
+
+    _, results, summary = evaluation
+    (tmp_path / "summary.md").mkdir()
+    with pytest.raises(OutputError, match="output must be a file path, not a directory"):
+        render_evaluation(results, summary, out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.md"]
