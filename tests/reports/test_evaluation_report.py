@@ -213,6 +213,23 @@ def test_a_model_ahead_on_something_and_behind_on_nothing_wins(make_record, tmp_
     )
 
 
+def test_a_winner_over_several_models_names_what_it_won_against_each(make_record, tmp_path):
+    models = {
+        "puppet": ("puppet", "", 7.4, 0.95, 6, 310.0),
+        "still": ("still", "", 1.6, 0.93, 3, 512.0),
+        "hallo3-tiny": ("hallo3-tiny", "", 3.1, 0.71, 5, 455.0),
+    }
+    results = pd.DataFrame(_rows(make_record, tmp_path, models))
+    summary = _summary(results, models)
+    summary["models"]["puppet"]["fvd"]["ci"] = [290.0, 330.0]  # a bootstrap interval over the videos, when given
+    summary["models"]["still"]["fvd"]["ci"] = [480.0, 540.0]
+    card = build_scorecard(results, summary)
+    assert card.verdict.winner == "puppet"
+    assert card.verdict.text.startswith("puppet is the better model: ahead of every other model (Sync-C, Sync-D")
+    assert "FVD vs still" in card.verdict.text  # the FVD intervals separate from still's (hallo3-tiny has none)
+    assert "fvd" not in card.card("puppet").ahead  # not clear of hallo3-tiny, which has no FVD interval
+
+
 def test_indistinguishable_models_say_how_many_cases_would_separate_them(make_record, tmp_path):
     near = {"a": ("puppet", "", 5.0, 0.80, 6, 400.0), "b": ("puppet", "", 5.2, 0.81, 6, 400.0)}
     results = pd.DataFrame(_rows(make_record, tmp_path, near, seed=3))
@@ -368,14 +385,14 @@ def test_pdf_page_one_holds_the_scorecard_of_every_model(rendered, tmp_path):
 
 
 def test_hostile_names_stay_text(make_record, tmp_path):
-    evil = "<script>alert(1)</script>|*x*"
+    evil = "<script>alert(1)</script>|*x*$x_1$"
     models = {evil: MODELS["puppet"], "still": MODELS["still"]}
     results = pd.DataFrame(_rows(make_record, tmp_path, models))
     paths = render_evaluation(results, _summary(results, models), out_dir=tmp_path, pdf=False)
     html = paths["html"].read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     md = paths["markdown"].read_text()
-    assert "<script>" not in md and r"&lt;script&gt;alert(1)&lt;/script&gt;\|\*x\*" in md
+    assert "<script>" not in md and r"&lt;script&gt;alert(1)&lt;/script&gt;\|\*x\*\$x_1\$" in md
 
 
 @pytest.mark.browser
@@ -395,6 +412,10 @@ def test_html_in_chromium_shows_the_scorecard_first(rendered, tmp_path):
             box = rows.nth(i).bounding_box()
             assert box is not None and box["y"] + box["height"] <= 900, "scorecard row below the first screen"
         assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        page.set_viewport_size({"width": 900, "height": 900})  # a laptop window: the scorecard still fits
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        page.screenshot(path=str(out / "evaluation-900px.png"))
+        page.set_viewport_size({"width": 1280, "height": 900})
         images = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
         assert images and all(images)
         page.screenshot(path=str(out / "evaluation-first-screen.png"))
