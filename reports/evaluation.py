@@ -22,7 +22,7 @@ unmeasured metric, and the report says why), the per-model detail (every measure
 why, time per stage) and the worst cases of each model with keyframes from their ``record.json`` and relative links to
 their run reports.
 
-``results_from_runs`` and ``summarise`` turn gate run directories into the same two inputs, so ``compare`` renders the
+``results_from_records`` and ``summarise`` turn gate records into the same two inputs, so ``compare`` renders the
 same report. Every user string is escaped (HTML by Jinja autoescape, Markdown by ``md_text``, plots by ``plot_text``).
 """
 
@@ -956,16 +956,6 @@ def results_from_records(records: Sequence[tuple[str, str | Path]], *, suite: st
         record = read_json(path)
         rows.append(result_row(record, suite=suite, model=model, case=record.run_id, record_path=Path(path)))
     return pd.DataFrame(rows)
-
-
-def results_from_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """The results table of gate run directories (one row per video; a model is a directory): what ``compare``
-    renders. Models are labelled as ``reports.compare.load_runs`` labels them; the case is the run id."""
-    from reports.compare import load_runs
-
-    long = load_runs(run_dirs, labels=labels)
-    records = long.drop_duplicates("record_path")
-    return results_from_records(list(zip(records["model"].astype(str), records["record_path"], strict=True)))
 
 
 def summarise(results: pd.DataFrame, *, suite: str = "", n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
