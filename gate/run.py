@@ -169,7 +169,7 @@ class RunInputs:
     request: RunRequest
     run_id: str
     policy: policy_mod.Policy
-    signer: SignerHandle
+    signer: SignerHandle | None  # None: prepared to produce only (a worker never holds the signing key)
     portrait: Path
     reference_rgb: np.ndarray
     audio_path: Path
@@ -428,8 +428,11 @@ def submitter(name: str | None) -> str:
     return name
 
 
-def prepare(req: RunRequest) -> RunInputs:
-    """Check the request completely; return the validated inputs. Writes nothing, whatever it raises."""
+def prepare(req: RunRequest, *, signing: bool = True) -> RunInputs:
+    """Check the request completely; return the validated inputs. Writes nothing, whatever it raises.
+
+    ``signing=False``: the inputs of ``produce`` only (a worker process): the signing credentials are not loaded
+    (``finish`` refuses such inputs); everything else is checked the same."""
     if req.mode not in {"generate", "review"}:
         raise UsageError("mode", "must be generate or review", req.mode)
     kill_at = _check_kill_hook()
@@ -457,7 +460,7 @@ def prepare(req: RunRequest) -> RunInputs:
     if req.run_id is not None and ledger is not None and ledger.find_by_run(run_id):
         raise UsageError("run_id", "must be new: the ledger already records a run with this id", run_id)
     layout = check_layout(Path(req.out_dir))
-    signer = load_signer(req.signer or SignerConfig.from_env())
+    signer = load_signer(req.signer or SignerConfig.from_env()) if signing else None
     reference_rgb = media.read_image(portrait)  # decoding last: the cheap checks answer first
     speech = media.read_audio(audio_path, ingredient=True)  # the speech is signed in as an audio ingredient
     clip = media.read_video(video_in) if video_in is not None else None
@@ -807,6 +810,8 @@ def finish(inputs: RunInputs, produced: Produced, timer: Timer | None = None, sa
     decide, sign the C2PA manifest and verify it from disk, the compliance matrix of the final file."""
     timer = timer or Timer()
     say = say or (lambda _msg: None)
+    if inputs.signer is None:
+        raise UsageError("inputs", "finish needs inputs prepared with the signing credentials", "signing=False")
     if produced.video != inputs.layout.staging / inputs.run_id / VIDEO_NAME:
         raise UsageError("produced.video", "must be in the run's staging directory (gate.run.adopt)", produced.video)
     pol = inputs.policy

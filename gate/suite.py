@@ -40,7 +40,7 @@ from typing import Any
 from reports.errors import InputError, UsageError
 
 SHIPPED_POLICIES = ("default", "offline", "offline-review")
-CASE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # names run ids and files: first a letter or digit
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 MAX_SUITE_BYTES = 1024 * 1024
 TOP_KEYS = frozenset({"name", "policy", "fvd_reference", "cases_csv", "models", "cases", "regression"})
@@ -263,8 +263,10 @@ def _case(where: str, key: str, base: Path, t: dict[str, Any]) -> Case:
         if k not in t or t[k] in ("", None):
             raise _err(where, f"{key}.{k}", "is required")
     case_id = _str(where, f"{key}.id", t["id"])
-    if CASE_ID.fullmatch(case_id) is None or case_id in {".", ".."}:
-        raise _err(where, f"{key}.id", "must be 1-64 letters, digits, '.', '_' or '-'", repr(case_id))
+    if CASE_ID.fullmatch(case_id) is None:
+        raise _err(
+            where, f"{key}.id", "must be 1-64 letters, digits, '.', '_' or '-', first a letter or digit", repr(case_id)
+        )
     seed = t.get("seed", 0)
     if isinstance(seed, str):  # a CSV cell
         try:

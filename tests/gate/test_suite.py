@@ -130,6 +130,12 @@ def test_cases_from_csv(tree: Path) -> None:
             "letters, digits",
         ),
         (
+            'name = "x"\n[models.s]\nbackend = "still"\n[[cases]]\nid = ".c"\nportrait = "faces/a.png"\n'
+            'audio = "speech/a.wav"\n',
+            "cases[0].id",
+            "first a letter or digit",
+        ),
+        (
             'name = "x"\n[models.s]\nbackend = "still"\n[[cases]]\nid = "c"\nportrait = "faces/a.png"\n',
             "cases[0].audio",
             "is required",
