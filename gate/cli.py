@@ -937,6 +937,7 @@ def evaluate_command(
         None, "--baseline", help="A previous evaluate OUT directory or its summary.json: compare to it."
     ),
     fail_on: str | None = typer.Option(None, "--fail-on", help="regression: exit 1 when a model regressed."),
+    no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF report (HTML and Markdown are still written)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary (and the written paths) as JSON."),
 ) -> int:
     """Evaluate models on a suite of cases: every (model, case) through the full gate, resumable.
@@ -945,8 +946,10 @@ def evaluate_command(
 
     Writes OUT/results.parquet (one row per model and case), OUT/summary.json (per model: release rate with its
     Wilson 95 % interval, metric means with bootstrap 95 % intervals, FVD, seconds of compute per second of video),
-    OUT/runs/<model>/ (the gate's run directories) and, with --baseline, OUT/regression.{json,md} and
-    OUT/regression-junit.xml. An interrupted evaluation continues where it stopped when run again.
+    OUT/runs/<model>/ (the gate's run directories), the report OUT/report.html, OUT/report.pdf and OUT/summary.md
+    (appended to $GITHUB_STEP_SUMMARY when set, with OUT/regression.md) and, with --baseline,
+    OUT/regression.{json,md} and OUT/regression-junit.xml. An interrupted evaluation continues where it stopped when
+    run again.
 
     Exit codes: 0 done (and no regression with --fail-on regression); 1 a model regressed against the baseline
     (with --fail-on regression); 2 usage error (a bad suite key, --fail-on without --baseline, --out holding
@@ -1008,18 +1011,22 @@ def evaluate_command(
             db=db,
             baseline=Path(baseline) if baseline else None,
         )
+    from reports.evaluation import append_step_summary, render_evaluation_dir
+
+    report = render_evaluation_dir(result.out_dir, pdf=not no_pdf)
+    append_step_summary(report["markdown"])
+    if result.regression is not None:
+        append_step_summary(result.out_dir / "regression.md")
+    paths = {"results": result.results_path, "summary": result.summary_path, **report}
     if json_out:
-        typer.echo(
-            json.dumps(
-                {**result.summary, "paths": {"results": str(result.results_path), "summary": str(result.summary_path)}},
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps({**result.summary, "paths": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
         for name, m in result.summary["models"].items():
             rate = m["release_rate"]
             say(name, f": released {m['released']}/{m['cases']}", f" ({rate:.0%})" if rate is not None else "")
-        say(f"ran {result.ran}, already done {result.skipped}: {result.results_path}, {result.summary_path}")
+        say(f"ran {result.ran}, already done {result.skipped}")
+        for kind, p in paths.items():
+            say(f"{kind:8} {p}")
         if result.regression is not None:
             verdict = ("regression", "bold red") if result.regressed else ("no regression", "green")
             say(verdict, f" against {result.regression['baseline']}")

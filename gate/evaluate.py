@@ -23,7 +23,8 @@ evaluation's, marked by ``OUT/.hallo3-gate-evaluate``):
 The work of one case is split so that it can run elsewhere (R1's Ray Data path, ``gate.evaluate_ray``):
 
 * ``produce_case(suite, model, case, out_dir, **options) -> ProducedCase`` — worker side: checks the run's inputs
-  (``gate.run.prepare``: reads the suite's files, the ledger read-only for the consent registry), generates (or
+  (``gate.run.prepare`` without the signing key: reads the suite's files, and the ledger read-only for the consent
+  registry — so on a cluster without a shared filesystem the ledger must be a PostgreSQL URL), generates (or
   takes the reviewed video), labels, watermarks, encodes and measures in a private temporary directory, extracts the
   FVD features, and returns plain picklable data with the encoded MP4's bytes inside (no shared filesystem needed
   for the result). It writes nothing under ``out_dir`` and nothing to the ledger.
@@ -34,8 +35,13 @@ The work of one case is split so that it can run elsewhere (R1's Ray Data path, 
 
 ``options`` are the same keywords for both (``db``: the ledger locator; ``fixed_payload``: test-only deterministic
 watermark payload); ``evaluate`` binds them with ``functools.partial`` before handing the two functions to
-``run_on_ray(suite, out_dir, settings, produce_case, finish_case, progress, pairs=[(model name, case id), ...])``,
-which must call ``finish_case`` on the driver for every pair it is given and return the ``CaseResult``s.
+``run_on_ray(suite, out_dir, settings, produce_case, finish_case, progress, pairs=[(model name, case id), ...])``.
+Its contract: ``produce_case(suite, model_name, case_id, out_dir)`` runs in the actors (a ``ProducedCase``, plain
+picklable data, comes back); ``finish_case(suite, model_name, case_id, produced, out_dir)`` runs on the driver for
+every pair given and only those (the finished ones were filtered out already), one at a time; ``progress(result)``
+is called with each ``CaseResult`` as soon as it is finished; the ``CaseResult``s are returned. An exception raised
+by ``produce_case`` in a worker is a failure of the evaluation (re-raise it on the driver, as the sequential loop
+does): the finished cases are kept, a rerun continues.
 
 Memory: the sequential driver holds one case's frames at a time (``ProducedCase`` is dropped once finished).
 """
@@ -95,6 +101,9 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("video_path", "string"),
     ("report_path", "string"),
     ("backend", "string"),
+    # wall seconds of the case: the worker's half (prepare, generate, encode, measure, FVD features) plus the driver's
+    # (prepare, sign, verify, record, reports, ledger, publish); for a run recognised after its progress line was
+    # lost: the sum of its record's stage timings
     ("seconds_total", "float64"),
     *((f"seconds_{s}", "float64") for s in STAGES),
     ("video_seconds", "float64"),
@@ -104,6 +113,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("not_measured", "int64"),
 )
 CI_LEVEL, N_BOOT, BOOT_SEED = 0.95, 2000, 0
+FVD_BOOT = 200  # FVD resamples (each one a 400x400 matrix square root)
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile (Wilson 95 % interval)
 
 
@@ -139,7 +149,10 @@ class CaseResult:
     case: str
     row: dict[str, Any]  # the results.parquet row
     fvd_features: np.ndarray | None = field(default=None, repr=False)
-    skipped: bool = False  # found finished by an earlier evaluation (not run now)
+    skipped: bool = False
+    fvd_reason: str | None = (
+        None  # why the case has no FVD features (None when it has them)  # found finished by an earlier evaluation (not run now)
+    )
 
 
 @dataclass(frozen=True)
@@ -260,7 +273,7 @@ def produce_case(
     start = time.perf_counter()
     req = case_request(suite, model, case, out_dir, run_id=case_run_id(case.id), db=db, fixed_payload=fixed_payload)
     try:
-        inputs = prepare(req)
+        inputs = prepare(req, signing=False)  # the worker never loads the signing key: the driver signs
     except ConsentRefused as exc:
         return ProducedCase(model.name, case.id, None, refusal=(int(exc.exit_code), exc.one_line()))
     work = Path(tempfile.mkdtemp(prefix="hallo3-gate-produce-"))
@@ -320,13 +333,13 @@ def finish_case(
     req = case_request(suite, model, case, out_dir, run_id=run_id, db=db, fixed_payload=fixed_payload)
     outcome = execute(prepare(req), produced=produced.produced, step_summary=False)
     seconds = produced.seconds + (time.perf_counter() - start)
-    features = produced.fvd_features
+    features, fvd_reason = produced.fvd_features, produced.fvd_reason
     del produced  # the frames: not kept past the record
     if features is not None:
         write_features(out_dir, model.name, run_id, features)
     row = record_row(suite, model, case, outcome.record, outcome.directory, seconds)
-    append_progress(out_dir, model.name, case.id, run_id, row)
-    return CaseResult(model.name, case.id, row, features)
+    append_progress(out_dir, model.name, case.id, run_id, row, fvd_reason=fvd_reason)
+    return CaseResult(model.name, case.id, row, features, fvd_reason=fvd_reason)
 
 
 def write_features(out_dir: Path, model: str, run_id: str, features: np.ndarray) -> Path:
@@ -366,49 +379,36 @@ def refused_row(suite: Suite, model: ModelSpec, case: Case, exit_code: int, reas
 def record_row(
     suite: Suite, model: ModelSpec, case: Case, record: S.GateRecord, directory: Path, seconds: float | None
 ) -> dict[str, Any]:
-    """The results row of one finished run, from its published record."""
+    """The results row of one finished run, from its published record: ``reports.evaluation.result_row`` (the one
+    definition ``compare`` uses too: ``not_measured`` counts the policy's checks that could not be measured,
+    ``consent_ok`` is the consent record's status ``matched``), with ``seconds_total`` the case's wall time when
+    known (see ``RESULT_COLUMNS``)."""
+    from reports.evaluation import result_row
+
     row = _empty_row(suite, model, case)
-    timings = dict(record.timings)
-    total = float(seconds) if seconds is not None else float(sum(timings.values()))
-    video_s = float(record.output.duration_s) if record.output.duration_s else None
+    found = result_row(record, suite=suite.name, model=model.name, case=case.id, record_path=directory / RECORD_NAME)
+    row.update({k: v for k, v in found.items() if k in row})
+    total = round(float(seconds) if seconds is not None else float(sum(record.timings.values())), 4)
+    video_s = row["video_seconds"]
     row.update(
-        run_id=record.run_id,
-        decision=record.decision,
-        exit_code=int(record.exit_code),
-        reasons=json.dumps(list(record.reasons)),
-        record_path=str(directory / RECORD_NAME),
+        seconds_total=total,
+        compute_per_video_second=(total / video_s) if video_s else None,
         video_path=str(directory / "video.mp4"),
         report_path=str(directory / "report.html"),
-        seconds_total=round(total, 4),
-        video_seconds=video_s,
-        compute_per_video_second=(total / video_s) if video_s else None,
-        provenance_ok=bool(record.provenance.verified),
-        backend=record.generator.backend,
     )
-    for s in STAGES:
-        row[f"seconds_{s}"] = timings.get(s)
-    not_measured = 0
-    for m in record.measurements:
-        if m.name not in SPECS:
-            continue
-        if m.value is None:
-            not_measured += 1
-            row[f"mnm_{m.name}"] = m.reason or "not measured"
-        else:
-            row[f"m_{m.name}"] = float(m.value)
-    row["not_measured"] = not_measured
-    consent = row.get("m_consent")
-    row["consent_ok"] = None if consent is None else bool(consent >= 1.0)
     return row
 
 
 # --- progress.jsonl and recognising finished cases ------------------------------------------------------------------
 
 
-def append_progress(out_dir: Path, model: str, case: str, run_id: str, row: dict[str, Any]) -> None:
+def append_progress(
+    out_dir: Path, model: str, case: str, run_id: str, row: dict[str, Any], *, fvd_reason: str | None = None
+) -> None:
     """One line per finished case, appended and fsynced (a torn last line is ignored when read back)."""
     path = Path(out_dir) / PROGRESS_NAME
-    line = json.dumps({"model": model, "case": case, "run_id": run_id, "row": row}, sort_keys=True) + "\n"
+    entry = {"model": model, "case": case, "run_id": run_id, "row": row, "fvd_reason": fvd_reason}
+    line = json.dumps(entry, sort_keys=True) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
@@ -486,16 +486,17 @@ def _recovered_result(suite: Suite, out_dir: Path, model: ModelSpec, case: Case,
         raise InputError(str(run_dir / RECORD_NAME), "a run's record must be readable", type(exc).__name__) from None
     row = record_row(suite, model, case, record, run_dir, None)
     features = read_features(out_dir, model.name, record.run_id)
+    reason = None
     if features is None and suite.fvd_reference is not None:
         from gate import media
 
         clip = media.read_video(run_dir / "video.mp4")
-        features, _ = fvd_features(suite, clip.frames)
+        features, reason = fvd_features(suite, clip.frames)
         del clip
         if features is not None:
             write_features(out_dir, model.name, record.run_id, features)
-    append_progress(out_dir, model.name, case.id, record.run_id, row)
-    return CaseResult(model.name, case.id, row, features, skipped=True)
+    append_progress(out_dir, model.name, case.id, record.run_id, row, fvd_reason=reason)
+    return CaseResult(model.name, case.id, row, features, skipped=True, fvd_reason=reason)
 
 
 # --- the engine -----------------------------------------------------------------------------------------------------
@@ -570,7 +571,9 @@ def evaluate(
     done: dict[tuple[str, str], CaseResult] = {}
     for (m, c), entry in read_progress(out_dir).items():
         if m in suite.models and c in {x.id for x in suite.cases} and Path(entry["row"]["record_path"]).is_file():
-            done[(m, c)] = CaseResult(m, c, entry["row"], read_features(out_dir, m, entry["run_id"]), skipped=True)
+            features = read_features(out_dir, m, entry["run_id"])
+            reason = entry.get("fvd_reason") if features is None else None
+            done[(m, c)] = CaseResult(m, c, entry["row"], features, skipped=True, fvd_reason=reason)
     for key, (_, run_dir) in recognise_runs(suite, out_dir, ledger).items():
         if key not in done:
             model, case = _pair(suite, *key)
@@ -669,7 +672,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends (no rounding residue)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def metric_summary(values: list[float], not_measured: int) -> dict[str, Any]:
@@ -683,29 +688,33 @@ def metric_summary(values: list[float], not_measured: int) -> dict[str, Any]:
     return {"mean": ci.estimate, "ci": [ci.low, ci.high], "n": len(values), "not_measured": not_measured}
 
 
-def set_fvd(reference_path: Path, parts: Iterable[np.ndarray]) -> dict[str, Any]:
-    """FVD of one model's videos against the reference: the per-case features merged (``FrechetVideoDistance``
-    states add up); ``{value, n}`` with n the number of videos, or ``{value: None, n, reason}``."""
-    from metrics.fvd import FVDState, compute_fvd
+def set_fvd(
+    reference_path: Path, parts: Iterable[np.ndarray | None], reasons: Iterable[str | None] = ()
+) -> dict[str, Any]:
+    """FVD of one model's videos against the reference: the per-case I3D features merged in one
+    ``metrics.fvd_metric.FrechetVideoDistance`` (its float64 sum states add up; one video per case); ``{value, n,
+    ci}`` with n the number of videos and ci a bootstrap 95 % interval over videos (``FVD_BOOT`` resamples, seed 0;
+    null with fewer than 2 videos on a side), or ``{value: None, n, reason}`` (the reason names why cases had no
+    features, e.g. the I3D weights are missing, before the sample count)."""
+    import torch
+
+    from metrics.fvd import FVDState
+    from metrics.fvd_metric import FrechetVideoDistance
 
     reference = FVDState.load(reference_path)
     parts = [p for p in parts if p is not None and len(p)]
-    generated = FVDState(reference.protocol, keep_features=False)
+    metric = FrechetVideoDistance(reference=reference, keep_features=True)
     for p in parts:
-        generated.add_features(p, np.zeros(len(p), np.int64))
-    result = compute_fvd(generated, reference)
+        metric.update(torch.from_numpy(np.asarray(p, dtype=np.float32)), torch.zeros(len(p), dtype=torch.int64))
+    result = metric.result()
     if result.value is None:
-        return {"value": None, "n": len(parts), "reason": result.reason}
-    try:
-        import torch
-
-        from metrics.fvd_metric import FrechetVideoDistance
-    except ImportError:  # the Metric (metrics.fvd_metric) not available: the same Frechet function on the sums
-        return {"value": float(result.value), "n": len(parts)}
-    metric = FrechetVideoDistance(reference=reference)
-    for p in parts:
-        metric.update(torch.from_numpy(np.asarray(p, dtype=np.float32)))
-    return {"value": float(metric.compute()), "n": len(parts)}
+        why = sorted({r for r in reasons if r})
+        return {"value": None, "n": len(parts), "ci": None, "reason": "; ".join([*why, str(result.reason)])}
+    ci = None
+    if len(parts) >= 2 and reference.n_videos >= 2 and reference.features is not None:
+        boot = metric.result(n_boot=FVD_BOOT, seed=BOOT_SEED, level=CI_LEVEL, unit="video").ci
+        ci = [boot.low, boot.high] if boot is not None else None
+    return {"value": float(result.value), "n": len(parts), "ci": ci}
 
 
 def summarise(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
@@ -725,7 +734,7 @@ def summarise(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
         video = sum(r["video_seconds"] or 0.0 for r in rows)
         fvd = None
         if suite.fvd_reference is not None:
-            fvd = set_fvd(suite.fvd_reference, [r.fvd_features for r in mine])
+            fvd = set_fvd(suite.fvd_reference, [r.fvd_features for r in mine], [r.fvd_reason for r in mine])
         models[name] = {
             "description": model.description,
             "backend": model.backend or "external",
