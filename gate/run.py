@@ -25,7 +25,11 @@ The order of a run, and what a failure at each point leaves:
    this run's marked, locked staging directory is made.
 3. In staging: the watermarked video, measurement, decision, the signed manifest verified from disk, then the record
    and every report (record.json, report.html, junit.xml, summary.md, report.pdf). Any failure up to here rolls the
-   run back: its staging directory is removed, nothing is recorded or released.
+   run back: its staging directory is removed, nothing is recorded or released. The work is two halves: ``produce``
+   (generate or take the reviewed video, label, watermark, encode, decode, measure: a picklable ``Produced``) and
+   ``finish`` (decide, sign, verify, compliance: a ``Candidate``). ``execute(inputs, produced=...)`` takes a
+   ``Produced`` made elsewhere — another process, a Ray worker (``gate.evaluate``) — for this run id, and ``adopt``s
+   its video into this run's staging directory once that is made and marked: the same contract holds.
 4. The ledger (created now if it does not exist) gets the run's row, one transaction (serialised against every
    other writer, on SQLite and PostgreSQL alike): the commit point. A run rolled back before it removes its staging
    directory and the output directories it created, if empty.
