@@ -956,13 +956,11 @@ def consent_status_now(consent_id: str, ledger_locator: Any = None) -> str | Non
 
 def ledger_verifies(ledger_locator: Any = None) -> bool | None:
     """Whether the ledger's hash chain verifies; None when there is no ledger (never creates one)."""
-    from gate.database import is_postgres, resolve, sqlite_path
-    from gate.ledger import Ledger
+    from gate.database import resolve
+    from gate.staging import existing_ledger
 
-    locator = resolve(ledger_locator)
-    if not is_postgres(locator) and not sqlite_path(locator).exists():
-        return None
-    return Ledger(locator).verify().ok
+    ledger = existing_ledger(resolve(ledger_locator))  # None: no SQLite file, or a PostgreSQL database without tables
+    return ledger.verify().ok if ledger is not None else None
 
 
 def false_positive_bound(method: str | None) -> str | None:

@@ -37,6 +37,7 @@ from gate.users import add_user
 from reports.hashing import sha256_file
 from reports.schema import GateRecord
 from tests.postgres import fresh_database, pg_db_url, postgres_url  # noqa: F401
+from tests.talking import with_consent
 
 REPO = Path(__file__).resolve().parents[2]
 REVIEW_POLICY = REPO / "gate" / "policies" / "offline-review.toml"
@@ -144,6 +145,7 @@ def _gated(p: Proc) -> dict:
 def test_eight_gate_runs_and_two_reviewers_at_once_on_one_postgres_database(e2e_inputs, pg_db_url, tmp_path):  # noqa: F811
     t0 = time.time()
     out = tmp_path / "runs"
+    with_consent(e2e_inputs, pg_db_url)  # the depicted person's consent record (the shipped policies require one)
     # two runs already pending (each waits for 2 approvals) and the two approvers
     first = [_gate(e2e_inputs, out, pg_db_url, f"pending-{i}") for i in range(2)]
     first = [p.finish() for p in first]
@@ -201,7 +203,13 @@ def test_eight_gate_runs_and_two_reviewers_at_once_on_one_postgres_database(e2e_
     rows = ledger.rows()
     total_runs = RUNS + len(pending)
     kinds = collections.Counter(r.kind for r in rows)
-    assert kinds == {"run": total_runs, "approve": 2 * len(pending), "release": len(pending), "user": len(REVIEWERS)}
+    assert kinds == {
+        "consent": 1,
+        "run": total_runs,
+        "approve": 2 * len(pending),
+        "release": len(pending),
+        "user": len(REVIEWERS),
+    }
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     check = ledger.verify()
     assert check.ok and check.rows == len(rows), check.problems
@@ -272,6 +280,7 @@ def test_a_database_password_is_never_written_or_printed(e2e_inputs, pg_db_url, 
     assert not out.exists()
 
     # a run killed right after its ledger row: its staging marker names the database without the password
+    with_consent(e2e_inputs, pg_db_url)  # the depicted person's consent record (ledger row 1)
     killed = _gate(e2e_inputs, out, url, "killed", **{KILL_ENV: "after_ledger_append"}).finish()
     assert killed.code == -9, killed.why()
     [staged] = list((out / "staging").iterdir())
@@ -286,9 +295,9 @@ def test_a_database_password_is_never_written_or_printed(e2e_inputs, pg_db_url, 
         f"{staged.name}: finished an interrupted run (pending: {out / 'pending' / staged.name / VIDEO_NAME})"
     ]
     ledger = Ledger(url)
-    assert ledger.verify().ok and [r.kind for r in ledger.rows()] == ["run"]
+    assert ledger.verify().ok and [r.kind for r in ledger.rows()] == ["consent", "run"]
     rec = GateRecord.from_json((out / "pending" / staged.name / "record.json").read_bytes())
-    assert rec.ledger.path == pg_db_url and rec.ledger.seq == ledger.find_by_run(staged.name).seq == 1
+    assert rec.ledger.path == pg_db_url and rec.ledger.seq == ledger.find_by_run(staged.name).seq == 2
     assert rec.decision == "pending" and list((out / "staging").iterdir()) == []
 
     assert _files_holding(out, secret) == []  # records, reports, markers, anything under --out
