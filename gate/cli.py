@@ -1082,9 +1082,11 @@ def demo_command(
 ) -> int:
     """Run the whole gate offline on a real portrait (scikit-image astronaut) and real synthesised speech (espeak-ng).
 
-    Every backend that runs without downloaded weights goes through generate → watermark → encode → measure →
-    decide → sign → verify → record → report; then an output is verified from disk and again with its manifest
-    stripped (watermark → ledger), the ledger chain is checked and a comparison report is written.
+    A suite of every backend that runs without downloaded weights × three cases (the portrait framed three ways, three
+    sentences) goes through `evaluate`: generate → label → watermark → encode → measure → decide → sign → verify →
+    record → report for each, then the executive report (scorecard with intervals, verdict, distributions). A released
+    output is verified from disk and again with its manifest stripped (watermark → ledger), and the ledger chain is
+    checked.
 
     Then the human step: a puppet run under the offline-review policy waits as pending (exit 6), and two demo
     approvers approve it through the review service's JSON API (started on a free local port) until it is released.
@@ -1111,15 +1113,17 @@ def demo_command(
         say(
             "  ",
             (f"{str(r['decision']).upper():11}", colour),
-            f" {r['backend']:12} exit {r['exit_code']}  {r['video']}",
+            f" {r['backend']:12} {r['case']:9} exit {r['exit_code']}  {r['video']}",
         )
         for reason in r["reasons"]:  # type: ignore[union-attr]
             say(f"      - {reason}")
-        say(f"      compliance: {r.get('compliance', '-')}")
-        say(f"      report: {r['report']}")
+        say(f"      compliance: {r.get('compliance', '-')}; report: {r['report']}")
+    ev = result.evaluation
+    say(f"  executive report: {ev.get('html')}  {ev.get('pdf')}")
     v = result.verify
+    state = f"{v['manifest']}" + (" (claim signer trusted)" if v.get("signer_trusted") else "")
     say(
-        f"  verify {v['file']}: manifest {v['manifest']}, watermark {v['watermark']}, "
+        f"  verify {v['file']}: manifest {state}, watermark {v['watermark']}, "
         f"ledger record {'found' if v['record'] else 'NOT found'}"
     )
     say(
@@ -1131,14 +1135,10 @@ def demo_command(
     for step in rv.get("states", []):  # type: ignore[union-attr]
         say(f"      approved by {step['approver']} through the API → {step['state']}")
     say(f"      now {rv.get('final', rv.get('submitted'))}; demo users and passwords: {rv.get('users_file', '-')}")
-    say(
-        f"  serve the reviewer app on it: {PROG} serve --runs {Path(out) / 'runs' / 'review'} --db {Path(out) / 'ledger.sqlite'}"
-    )
-    say("      then open http://127.0.0.1:8000/ (log in as a demo approver) or http://127.0.0.1:8000/detect")
     led = result.ledger
+    say(f"  serve the reviewer app on it: {PROG} serve --runs {Path(out) / 'runs' / 'review'} --db {led['path']}")
+    say("      then open http://127.0.0.1:8000/ (log in as a demo approver) or http://127.0.0.1:8000/detect")
     say(f"  ledger {led['path']}: {led['rows']} rows, chain {'intact' if led['ok'] else 'BROKEN'}")
-    for kind, p in result.comparison.items():
-        say(f"  comparison {kind}: {p}")
     ok = bool(led["ok"]) and v["record"] is not None and v["stripped_record"] is not None
     ok = ok and rv.get("final") == "released"  # the human step ran: two approvals through the API released it
     return 0 if ok else int(ExitCode.PROVENANCE)

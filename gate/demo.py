@@ -1,12 +1,14 @@
 """``hallo3-gate demo``: the whole gate, offline, on real inputs made on this machine.
 
-Inputs: a real portrait photo (scikit-image's ``astronaut``) and real synthesised speech (Debian's ``espeak-ng``).
-Runs every generator backend that works without downloaded weights — ``puppet`` (positive control: the portrait's
-mouth opened by the speech envelope), ``still`` (negative control: the portrait repeated) and ``hallo3-tiny`` (the
-real Hallo3 pipeline code with tiny random weights) — through the shipped *offline* policy (AV-sync instead of
-Sync-C/Sync-D, whose SyncNet weights cannot be downloaded here; the default policy would fail closed with exit 3).
-Then it verifies the first output from disk, again after stripping its manifest (watermark → ledger), checks the
-ledger chain, and writes the model-comparison report.
+Inputs: a real portrait photo (scikit-image's ``astronaut``), framed three ways, and real synthesised speech (Debian's
+``espeak-ng``), one sentence per framing: three cases. A suite (``gate.suite``, written to
+``inputs/demo-suite.toml``) runs every generator backend that works without downloaded weights — ``puppet``
+(positive control: the portrait's mouth opened by the speech envelope), ``still`` (negative control: the portrait
+repeated) and ``hallo3-tiny`` (the real Hallo3 pipeline code with tiny random weights) — over the three cases through
+``hallo3-gate evaluate`` under the shipped *offline* policy (AV-sync instead of Sync-C/Sync-D, whose SyncNet weights
+cannot be downloaded here; the default policy would fail closed with exit 3), then renders the executive report
+(``evaluation/report.html``/``.pdf``: scorecard with intervals, verdict, distributions, worst cases). Then it verifies
+a released output from disk, again after stripping its manifest (watermark → ledger), and checks the ledger chain.
 
 The human step: one more ``puppet`` run goes through the *offline-review* policy (two approvals, four eyes), so it
 passes every automated check and waits in ``runs/review/pending/`` (exit 6). Two demo approvers are created in the
@@ -60,7 +62,7 @@ class DemoResult:
     runs: list[dict[str, object]] = field(default_factory=list)
     verify: dict[str, object] = field(default_factory=dict)
     ledger: dict[str, object] = field(default_factory=dict)
-    comparison: dict[str, Path] = field(default_factory=dict)
+    evaluation: dict[str, Path] = field(default_factory=dict)
     review: dict[str, object] = field(default_factory=dict)
     consent_id: str | None = None
     provider: str | None = None
@@ -84,12 +86,54 @@ def make_speech(path: Path, text: str = SPEECH) -> Path:
     return path
 
 
+# The demo suite's cases: the astronaut framed three ways (the same person, so one consent record covers them), each
+# with its own sentence. Three cases per model let the report show intervals (and say when they cannot separate).
+CASES = (
+    ("wide", None, SPEECH),
+    ("close", (110, 0, 402, 292), "Every frame is measured and checked before anyone may publish it."),
+    ("mirrored", "mirror", "Consent, a visible label and a ledger row come with every output."),
+)
+DESCRIPTIONS = {
+    "puppet": "positive control: the portrait's mouth opened by the speech envelope",
+    "still": "negative control: the portrait repeated, no motion",
+    "hallo3-tiny": "the real Hallo3 pipeline code with tiny random weights (no face survives)",
+}
+
+
 def build_inputs(directory: Path) -> dict[str, Path]:
+    """The demo's portraits and speech: ``<case>.png`` and ``<case>.wav`` for every case of ``CASES``."""
+    from PIL import Image
+
     directory.mkdir(parents=True, exist_ok=True)
-    return {
-        "portrait": make_portrait(directory / "astronaut.png"),
-        "audio": make_speech(directory / "speech.wav"),
-    }
+    full = Image.open(make_portrait(directory / "astronaut.png")).convert("RGB")
+    inputs: dict[str, Path] = {}
+    for case, framing, text in CASES:
+        if framing is None:
+            img = full
+        elif framing == "mirror":
+            img = full.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        else:
+            img = full.crop(framing).resize(full.size, Image.Resampling.LANCZOS)
+        img.save(directory / f"{case}.png")
+        inputs[f"{case}.png"] = directory / f"{case}.png"
+        inputs[f"{case}.wav"] = make_speech(directory / f"{case}.wav", text)
+    inputs["portrait"], inputs["audio"] = inputs["wide.png"], inputs["wide.wav"]
+    return inputs
+
+
+def write_suite(path: Path, inputs: dict[str, Path], backends: tuple[str, ...], policy: Path) -> Path:
+    """The demo's evaluation suite (``gate.suite``): every backend × every case, under ``policy``."""
+    lines = ['name = "demo"', f"policy = {json.dumps(str(policy))}", ""]
+    for backend in backends:
+        lines += [f'[models."{backend}"]', f'backend = "{backend}"']
+        if backend in DESCRIPTIONS:
+            lines.append(f"description = {json.dumps(DESCRIPTIONS[backend])}")
+        lines.append("")
+    for seed, (case, _, _) in enumerate(CASES):
+        lines += ["[[cases]]", f'id = "{case}"', f"portrait = {json.dumps(str(inputs[case + '.png']))}"]
+        lines += [f"audio = {json.dumps(str(inputs[case + '.wav']))}", f"seed = {seed}", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def run_demo(
@@ -99,63 +143,52 @@ def run_demo(
     policy: Path | None = None,
     say: Callable[[str], None],
 ) -> DemoResult:
-    from gate import media
+    from gate import media, suite
+    from gate.evaluate import evaluate
     from gate.ledger import Ledger
     from gate.run import RunRequest, run
     from gate.verify_view import ledger_lookup
     from provenance.keys import SignerConfig, dev_trust_anchor, init_dev_keys
     from provenance.verify import verify
-    from reports.compare import build_comparison, load_runs, write_comparison
+    from reports.evaluation import render_evaluation_dir
 
     out_dir = Path(out_dir)
     inputs = build_inputs(out_dir / "inputs")
-    say(f"inputs: {inputs['portrait']} (scikit-image astronaut), {inputs['audio']} (espeak-ng)")
+    say(f"inputs: {len(CASES)} cases in {out_dir / 'inputs'} (the scikit-image astronaut framed three ways, espeak-ng)")
     config = SignerConfig.from_env()
     if config.development and not config.chain_path.exists():
         init_dev_keys(config.chain_path.parent)
         say(f"created DEVELOPMENT signing keys in {config.chain_path.parent}")
     anchors = dev_trust_anchor(config)
-    ledger_path = out_dir / "ledger.sqlite"
+    evaluation = out_dir / "evaluation"
+    evaluation.mkdir(parents=True, exist_ok=True)
+    ledger_path = evaluation / "gate.sqlite"  # the evaluation's database: ledger, consent registry, reviewers
     result = DemoResult(out_dir, inputs)
-    gate_config = _demo_config(say)
-    result.provider = gate_config.provider
+    result.provider = _demo_provider(say)
     result.consent_id = _demo_consent(ledger_path, inputs, say)
 
-    for backend in backends:
-        say(f"gate run: generate --backend {backend}")
-        outcome = run(
-            RunRequest(
-                mode="generate",
-                out_dir=out_dir / "runs" / backend,
-                portrait=inputs["portrait"],
-                audio=inputs["audio"],
-                backend=backend,
-                seed=0,
-                policy_path=policy or OFFLINE_POLICY,
-                ledger_path=ledger_path,
-                signer=config,
-                trust_anchors_pem=anchors,
-                prompt="An astronaut talking in front of the American flag",
-                config=gate_config,
-            ),
-            progress=lambda msg: say(f"  {msg}"),
-        )
-        rec = outcome.record
+    # the suite: every backend x every case through the whole gate, then the executive report
+    suite_file = write_suite(out_dir / "inputs" / "demo-suite.toml", inputs, backends, policy or OFFLINE_POLICY)
+    say(f"evaluate {suite_file}: {len(backends)} models x {len(CASES)} cases")
+    outcome = evaluate(suite.load(suite_file), evaluation, progress=lambda e: _say_progress(e, say))
+    result.evaluation = {"out": evaluation, **render_evaluation_dir(evaluation)}
+    for row in outcome.rows:
         result.runs.append(
             {
-                "backend": backend,
-                "decision": rec.decision,
-                "exit_code": rec.exit_code,
-                "reasons": rec.reasons,
-                "video": rec.output.path,
-                "report": str(outcome.directory / "report.html"),
-                "payload": rec.watermark.payload,
-                "compliance": ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in rec.compliance_counts().items() if n),
+                "backend": row["model"],
+                "case": row["case"],
+                "decision": row["decision"],
+                "exit_code": row["exit_code"],
+                "reasons": json.loads(row["reasons"] or "[]"),
+                "video": row["video_path"],
+                "report": row["report_path"],
+                "compliance": _compliance_counts(row["record_path"]),
             }
         )
 
     # verify from disk, then after stripping the manifest (a remux): the watermark still leads to the ledger record
-    first = Path(str(result.runs[0]["video"]))
+    released = [r for r in result.runs if r["decision"] == "released"] or result.runs
+    first = Path(str(released[0]["video"]))
 
     def lookup(payload_hex: str) -> dict[str, object] | None:  # the same lookup `hallo3-gate verify` uses
         return ledger_lookup(payload_hex, ledger_path)
@@ -166,6 +199,7 @@ def run_demo(
     result.verify = {
         "file": str(first),
         "manifest": signed.manifest.state,
+        "signer_trusted": signed.manifest.signer_trusted,
         "watermark": signed.watermark.payload_hex,
         "record": signed.record,
         "stripped_file": str(stripped),
@@ -173,11 +207,9 @@ def run_demo(
         "stripped_watermark": bare.watermark.payload_hex,
         "stripped_record": bare.record,
     }
-    df = load_runs([out_dir / "runs" / b for b in backends])
-    result.comparison = write_comparison(build_comparison(df), out_dir / "comparison")
 
     say("human review: a puppet run under the offline-review policy (two approvals, four eyes)")
-    outcome = run(
+    review = run(
         RunRequest(
             mode="generate",
             out_dir=out_dir / "runs" / "review",
@@ -191,31 +223,49 @@ def run_demo(
             trust_anchors_pem=anchors,
             prompt="An astronaut talking in front of the American flag",
             submitted_by=SUBMITTER,
-            config=gate_config,
         ),
         progress=lambda msg: say(f"  {msg}"),
     )
-    result.review = human_review(out_dir, outcome.record.run_id, outcome.record.decision, ledger_path, say)
+    result.review = human_review(out_dir, review.record.run_id, review.record.decision, ledger_path, say)
 
-    rep = Ledger(ledger_path).verify()  # every run, submission, approval, release and user change is a row
+    rep = Ledger(ledger_path).verify()  # every run, submission, approval, release, user and consent change is a row
     result.ledger = {"path": str(ledger_path), "rows": rep.rows, "ok": rep.ok, "head": rep.head}
     return result
 
 
-def _demo_config(say: Callable[[str], None]) -> object:
-    """The configuration in force; without a configured provider, the demo's own name for itself (said aloud)."""
-    import dataclasses
+def _say_progress(event: object, say: Callable[[str], None]) -> None:
+    kind = getattr(event, "kind", "")
+    if kind == "case" and getattr(event, "result", None) is not None:
+        row = event.result.row  # type: ignore[attr-defined]
+        say(f"  [{event.done}/{event.total}] {row['model']} x {row['case']}: {row['decision']}")  # type: ignore[attr-defined]
+    elif kind in ("skip", "note") and getattr(event, "message", None):
+        say(f"  {event.message}")  # type: ignore[attr-defined]
 
+
+def _compliance_counts(record_path: str) -> str:
+    from reports.schema import GateRecord
+
+    try:
+        rec = GateRecord.from_json(Path(record_path).read_bytes())
+    except (OSError, ValueError):
+        return "-"
+    return ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in rec.compliance_counts().items() if n)
+
+
+def _demo_provider(say: Callable[[str], None]) -> str:
+    """The provider named in the disclosures: the configured one (``gate.config``); without one, the demo names
+    itself in ``$HALLO3_GATE_PROVIDER`` for its own process (and says so) — a real deployment configures its name."""
     from gate import config
 
     found = config.load()
     if found.provider is not None:
-        return found
+        return found.provider
     say(
         f"no provider configured: the demo names itself {DEMO_PROVIDER!r} in the disclosures "
         f"(set ${config.ENV_PROVIDER} or [provider] name in {config.default_path()})"
     )
-    return dataclasses.replace(found, provider=DEMO_PROVIDER, provider_source="hallo3-gate demo")
+    os.environ[config.ENV_PROVIDER] = DEMO_PROVIDER
+    return DEMO_PROVIDER
 
 
 def _demo_consent(ledger_path: Path, inputs: dict[str, Path], say: Callable[[str], None]) -> str:

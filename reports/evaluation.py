@@ -406,8 +406,8 @@ def verdict(cards: list[ModelCard], criteria: list[Criterion], level: float = LE
     if separated:
         parts = "; ".join(f"{a} is ahead of {b} on {_and([c.label for c in cs])}" for a, b, cs in separated)
         return Verdict(
-            f"No single winner and no clear leader on any measure: {parts} ({pct} intervals separate); every other "
-            "difference is within the intervals.",
+            f"No single winner, and no model is ahead of every other on any measure: {parts} ({pct} intervals "
+            "separate); every other difference is within the intervals.",
             None,
         )
     # nothing separates: how many cases would the easiest separation need?
