@@ -891,7 +891,12 @@ def weights_verify(
 @app.command("compare")
 def compare_command(
     run_dirs: list[str] = typer.Argument(..., help="Run directories, one model/backend each (records found inside)."),
-    out: str = typer.Option(..., "--out", help="Where to write comparison.html/.pdf and the per-video CSV/Parquet."),
+    out: str = typer.Option(
+        ...,
+        "--out",
+        help="Where to write report.html/.pdf and summary.md (the executive report), comparison.html/.pdf (every "
+        "metric), results.parquet, summary.json and the per-video CSV/Parquet.",
+    ),
     label: list[str] = typer.Option(None, "--label", help="A display name per run directory, in order."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF."),
     json_out: bool = typer.Option(False, "--json", help="Print the written paths as JSON."),
