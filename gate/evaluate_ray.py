@@ -24,10 +24,12 @@ Memory on the driver: one result at a time is unpickled (one clip's frames, ``T*
 case is finished; ``CaseResult`` holds the table row and the FVD features, never frames
 (``benchmarks/bench_evaluate.py`` measures the driver's peak RSS as the number of cases grows).
 
-Cluster: with ``RaySettings.address`` it connects to that cluster (the workers then need this package installed and
-the suite's input files, the signing keys' configuration and the ledger's consent registry reachable under the same
-paths or URL — a PostgreSQL ledger for a real cluster); without, it starts a local one on this machine's cores
-(``num_cpus``) and forwards the gate's environment (``HALLO3_GATE_*``, ``XDG_CACHE_HOME``) to its actors. A Ray
+Cluster: with ``RaySettings.address`` it connects to that cluster (the workers then need this package installed, its
+configuration (the provider name, the weights folder) and the suite's input files under the same paths, and the
+ledger's consent registry under the same locator — a PostgreSQL ledger for a real cluster; they never need the
+signing key: ``produce_case`` prepares without it and the driver signs); without, it starts a local one on this
+machine's cores (``num_cpus``) and forwards the gate's environment (``HALLO3_GATE_*``, ``XDG_CACHE_HOME``) to its
+actors. A Ray
 runtime already initialised in this process (``ray.is_initialized()``) is used as it is and left running.
 
 CPUs: each actor asks for ``cpus_per_worker`` (default ``min(1, cluster CPUs / workers)``, so that ``workers`` actors
