@@ -11,7 +11,7 @@ import runpy
 import sys
 import time
 
-BENCHMARKS = ("watermark", "c2pa", "lipsync", "fvd", "identity", "transformer", "generator")
+BENCHMARKS = ("watermark", "c2pa", "lipsync", "fvd", "identity", "transformer", "generator", "evaluate")
 
 
 def main(argv: list[str]) -> int:
