@@ -53,7 +53,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -114,7 +113,6 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 CI_LEVEL, N_BOOT, BOOT_SEED = 0.95, 2000, 0
 FVD_BOOT = 200  # FVD resamples (each one a 400x400 matrix square root)
-Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile (Wilson 95 % interval)
 
 
 def metric_columns() -> list[tuple[str, str]]:
@@ -664,30 +662,6 @@ def write_results(path: Path, rows: list[dict[str, Any]]) -> Path:
 # --- the summary ----------------------------------------------------------------------------------------------------
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion (None for n = 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends (no rounding residue)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return (low, high)
-
-
-def metric_summary(values: list[float], not_measured: int) -> dict[str, Any]:
-    """Mean of the per-video values with its percentile-bootstrap 95 % interval (``metrics.stats.bootstrap_ci``,
-    2000 resamples, seed 0)."""
-    from metrics.stats import bootstrap_ci
-
-    if not values:
-        return {"mean": None, "ci": None, "n": 0, "not_measured": not_measured}
-    ci = bootstrap_ci(values, n_boot=N_BOOT, seed=BOOT_SEED, level=CI_LEVEL)
-    return {"mean": ci.estimate, "ci": [ci.low, ci.high], "n": len(values), "not_measured": not_measured}
-
-
 def set_fvd(
     reference_path: Path, parts: Iterable[np.ndarray | None], reasons: Iterable[str | None] = ()
 ) -> dict[str, Any]:
@@ -718,40 +692,31 @@ def set_fvd(
 
 
 def summarise(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
+    """Per model of the suite: ``reports.evaluation.summarise`` over its rows (release rate with its Wilson interval,
+    each video metric's mean with a percentile-bootstrap interval, compute per video second: one definition with
+    ``compare``), with the suite's description and backend, and the FVD merged from the cases' features."""
+    import pandas as pd
+
+    from reports.evaluation import summarise as summarise_rows
+
+    table = pd.DataFrame([r.row for r in results], columns=[name for name, _ in columns()])
+    summary = summarise_rows(table, suite=suite.name, n_boot=N_BOOT, seed=BOOT_SEED)
     models: dict[str, Any] = {}
     for name, model in suite.models.items():
         mine = [r for r in results if r.model == name]
-        rows = [r.row for r in mine]
-        released = sum(1 for r in rows if r["decision"] == "released")
-        ci = wilson_interval(released, len(rows))
-        metrics: dict[str, Any] = {}
-        for metric, spec in SPECS.items():
-            values = [float(r[f"m_{metric}"]) for r in rows if r.get(f"m_{metric}") is not None]
-            nm = sum(1 for r in rows if r.get(f"mnm_{metric}") is not None)
-            if spec.scope == "video" and (values or nm):
-                metrics[metric] = metric_summary(values, nm)
-        compute = sum(r["seconds_total"] or 0.0 for r in rows if r.get("video_seconds"))
-        video = sum(r["video_seconds"] or 0.0 for r in rows)
+        found = summary["models"].get(name) or {
+            "cases": 0,
+            "released": 0,
+            "release_rate": None,
+            "release_ci": None,
+            "metrics": {},
+            "seconds_per_video_second": None,
+        }
         fvd = None
         if suite.fvd_reference is not None:
             fvd = set_fvd(suite.fvd_reference, [r.fvd_features for r in mine], [r.fvd_reason for r in mine])
-        models[name] = {
-            "description": model.description,
-            "backend": model.backend or "external",
-            "cases": len(rows),
-            "released": released,
-            "release_rate": released / len(rows) if rows else None,
-            "release_ci": list(ci) if ci else None,
-            "metrics": metrics,
-            "fvd": fvd,
-            "seconds_per_video_second": compute / video if video else None,
-        }
-    return {
-        "suite": suite.name,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "models": models,
-        "regression": None,
-    }
+        models[name] = {"description": model.description, "backend": model.backend or "external", **found, "fvd": fvd}
+    return {**summary, "models": models}
 
 
 # --- baseline gating ------------------------------------------------------------------------------------------------
@@ -907,5 +872,4 @@ __all__ = [
     "evaluate",
     "finish_case",
     "produce_case",
-    "wilson_interval",
 ]
