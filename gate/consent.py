@@ -222,7 +222,6 @@ def _ledger_row(tx: Tx, db: Database, action: str, actor: str, record: ConsentRe
     """The ledger row of one change, in the caller's transaction: the id and the evidence hash, nothing personal."""
     from gate.ledger import Ledger
 
-    user = tx.execute_one("SELECT role FROM users WHERE name = ?", (actor,))
     details = {
         "action": action,
         "consent_id": record.id,
@@ -230,19 +229,7 @@ def _ledger_row(tx: Tx, db: Database, action: str, actor: str, record: ConsentRe
         "expires_at": record.expires_at,
         "backend": record.backend,
     }
-    Ledger(db).append_in(
-        tx,
-        kind="consent",
-        run_id="",
-        created_at=now().isoformat(),
-        decision=action,
-        actor=actor,
-        role=user["role"] if user else None,
-        output_path="",
-        output_sha256="",
-        payload_hex=None,
-        record_json=json.dumps(details, sort_keys=True, ensure_ascii=True),
-    )
+    Ledger(db).append_change(tx, kind="consent", action=action, actor=actor, details=details)
 
 
 def add(

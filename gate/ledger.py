@@ -48,6 +48,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,30 @@ class Ledger:
             [fields[c] for c in COLUMNS],
         )
         return Row(**fields)
+
+    def append_change(
+        self, tx: Tx, *, kind: str, action: str, actor: str, details: dict[str, Any], role: str | None = None
+    ) -> Row:
+        """A row recording a change to the gate's own state (a user, a consent record, a retention removal) inside the
+        caller's transaction: ``decision`` is the action, ``actor`` who did it (with their role, from ``users``
+        unless given), ``record_json`` the details (sorted, ASCII JSON). The caller keeps secrets and personal data
+        out of ``details``: a ledger row is never erased."""
+        if role is None:
+            found = tx.execute_one("SELECT role FROM users WHERE name = ?", (actor,))
+            role = found["role"] if found else None
+        return self.append_in(
+            tx,
+            kind=kind,
+            run_id="",
+            created_at=datetime.now(UTC).isoformat(),
+            decision=action,
+            actor=actor,
+            role=role,
+            output_path="",
+            output_sha256="",
+            payload_hex=None,
+            record_json=json.dumps(details, sort_keys=True, ensure_ascii=True),
+        )
 
     # --- reading ------------------------------------------------------------------------------------------------
 

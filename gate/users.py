@@ -27,7 +27,6 @@ errors (exit 2). ``gate.review`` re-exports them.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -166,20 +165,7 @@ def _ledger(db):
 
 def _record_change(tx, db, action: str, actor: str, details: dict[str, Any]) -> None:
     """The ledger row of one change to users, in the caller's transaction (no secret ever goes in ``details``)."""
-    row = tx.execute_one("SELECT role FROM users WHERE name = ?", (actor,))
-    _ledger(db).append_in(
-        tx,
-        kind="user",
-        run_id="",
-        created_at=now().isoformat(),
-        decision=action,
-        actor=actor,
-        role=row["role"] if row else None,
-        output_path="",
-        output_sha256="",
-        payload_hex=None,
-        record_json=json.dumps({"action": action, **details}, sort_keys=True, ensure_ascii=True),
-    )
+    _ledger(db).append_change(tx, kind="user", action=action, actor=actor, details={"action": action, **details})
 
 
 def _user(row: dict[str, Any]) -> User:
