@@ -90,6 +90,7 @@ def test_expired_consent_refuses_generation(world, capsys):
     _refused(world, code, err, "expired")
 
 
+@pytest.mark.slow  # a whole gate run (~30 s on 2 cores)
 def test_the_right_persons_consent_lets_the_run_go_through_and_is_named_in_the_record(world, capsys):
     """hallo3_0001's own consent: the run is made (the still baseline then fails AV-sync, as it must), and the record
     names the consent id, never the person's name."""
@@ -108,6 +109,7 @@ def test_the_right_persons_consent_lets_the_run_go_through_and_is_named_in_the_r
     assert all("Test Person" not in p.read_text(errors="replace") for p in folder.iterdir() if p.suffix != ".mp4")
 
 
+@pytest.mark.slow  # a whole gate run (~30 s on 2 cores)
 def test_review_of_a_person_without_consent_is_quarantined(gate_env, tmp_path, capsys):
     """Review mode measures first: a video of a person without a consent record is quarantined with the reason."""
     db = str(tmp_path / "no-consent.sqlite")

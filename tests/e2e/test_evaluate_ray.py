@@ -154,6 +154,7 @@ def fake_halves(fail_on: str | None = None):
     return produce, finish
 
 
+@pytest.mark.slow  # starts a local Ray cluster (~10-25 s on 2 cores)
 def test_pool_produces_in_actors_and_finishes_on_the_driver(local_ray, tmp_path: Path) -> None:
     suite = tiny_suite()
     produce, finish = fake_halves()
@@ -170,6 +171,7 @@ def test_pool_produces_in_actors_and_finishes_on_the_driver(local_ray, tmp_path:
     assert ray.is_initialized()  # a runtime it did not start is left running
 
 
+@pytest.mark.slow  # starts a local Ray cluster (~10-25 s on 2 cores)
 def test_pool_runs_only_the_pairs_given(local_ray, tmp_path: Path) -> None:
     produce, finish = fake_halves()
     results = run_on_ray(tiny_suite(), tmp_path, RaySettings(workers=2), produce, finish, pairs=[("b", "c2")])
@@ -179,6 +181,7 @@ def test_pool_runs_only_the_pairs_given(local_ray, tmp_path: Path) -> None:
         run_on_ray(tiny_suite(), tmp_path, RaySettings(), produce, finish, pairs=[("a", "c1"), ("a", "c1")])
 
 
+@pytest.mark.slow  # starts a local Ray cluster (~10-25 s on 2 cores)
 def test_a_worker_error_is_raised_on_the_driver(local_ray, tmp_path: Path) -> None:
     produce, finish = fake_halves(fail_on="c2")
     finished = []
