@@ -767,24 +767,33 @@ def evidence_from_report(
     from gate import config as gate_config
 
     config = config if config is not None else gate_config.load()
-    path = Path(report.path)
-    aigc, aigc_error = read_aigc(path)
     spec, label_required = label_spec_for(report)
-    label = check_label(path, spec) if spec is not None else None
+    return _evidence(
+        report,
+        config,
+        label=check_label(Path(report.path), spec) if spec is not None else None,
+        label_required=label_required,
+        consent=consent_for(report.record, ledger_locator),
+        ledger_verified=True if report.record is not None else ledger_verifies(ledger_locator),
+        ledger_record=report.record,
+    )
+
+
+def _evidence(report: VerifyReport, config: GateConfig, **found: Any) -> Evidence:
+    """What every body of evidence reads from a verified file and the configuration: the manifest, the watermark and
+    their agreement, the AIGC tag, the retention in force, the watermark's false-positive bound; ``found`` holds the
+    rest (label, consent, ledger)."""
+    aigc, aigc_error = read_aigc(Path(report.path))
     return Evidence(
         manifest=report.manifest,
         watermark=report.watermark,
         agreement=report.agreement,
         aigc=aigc,
         aigc_error=aigc_error,
-        label=label,
-        label_required=label_required,
-        consent=consent_for(report.record, ledger_locator),
         retention_days=config.retention_days,
         retention_source=config.retention_source,
-        ledger_verified=True if report.record is not None else ledger_verifies(ledger_locator),
-        ledger_record=report.record,
         false_positive_bound=false_positive_bound(report.watermark.method),
+        **found,
     )
 
 
@@ -803,21 +812,14 @@ def evidence_for_run(
     ``label_required``: the policy burns a label; ``consent``: the run's ``ConsentOutcome.to_dict()``. The run's
     ledger row is appended after its record is written, so ``ledger_record`` is ``{"run_id": run_id, "seq": None}``
     (the recovery row says "not checked" and why), and the ledger verified is the chain before that row."""
-    aigc, aigc_error = read_aigc(Path(report.path))
-    return Evidence(
-        manifest=report.manifest,
-        watermark=report.watermark,
-        agreement=report.agreement,
-        aigc=aigc,
-        aigc_error=aigc_error,
+    return _evidence(
+        report,
+        config,
         label=label,
         label_required=label_required,
         consent=consent,
-        retention_days=config.retention_days,
-        retention_source=config.retention_source,
         ledger_verified=ledger_verifies(ledger_locator),
         ledger_record={"run_id": run_id, "seq": None},
-        false_positive_bound=false_positive_bound(report.watermark.method),
     )
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -624,19 +624,27 @@ def _reasons(rows: pd.DataFrame, metric: str) -> list[str]:
     return [f"{reason} ({count}×)" for reason, count in counts.items()]
 
 
-def model_detail(results: pd.DataFrame, name: str, *, n_boot: int = 2000, seed: int = 0) -> ModelDetail:
-    """Every metric measured or attempted for ``name`` (mean with the bootstrap interval of its cases), the decisions
-    and the mean time per stage."""
+def video_metrics_of(results: pd.DataFrame, name: str) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Every video-scope metric of ``SPECS`` that model ``name`` measured or tried to: (metric, its measured values,
+    how many cases could not measure it)."""
     rows = results[results["model"].astype(str) == name]
-    metrics = []
     for metric, s in SPECS.items():
         if s.scope == "set":
             continue
         values = metric_values(results, metric, name)
         column = NOT_MEASURED_PREFIX + metric
         missing = int(rows[column].notna().sum()) if column in rows.columns else 0
-        if values.size == 0 and not missing:
-            continue
+        if values.size or missing:
+            yield metric, values, missing
+
+
+def model_detail(results: pd.DataFrame, name: str, *, n_boot: int = 2000, seed: int = 0) -> ModelDetail:
+    """Every metric measured or attempted for ``name`` (mean with the bootstrap interval of its cases), the decisions
+    and the mean time per stage."""
+    rows = results[results["model"].astype(str) == name]
+    metrics = []
+    for metric, values, missing in video_metrics_of(results, name):
+        s = SPECS[metric]
         mean = low = high = math.nan
         if values.size:
             ci = bootstrap_ci(values, n_boot=n_boot, seed=seed) if values.size >= MIN_CASES else None
@@ -970,14 +978,7 @@ def summarise(results: pd.DataFrame, *, suite: str = "", n_boot: int = 2000, see
         released = int((rows["decision"].astype(str) == "released").sum())
         cases = len(rows)
         metrics = {}
-        for metric, s in SPECS.items():
-            if s.scope == "set":
-                continue
-            values = metric_values(results, metric, name)
-            column = NOT_MEASURED_PREFIX + metric
-            missing = int(rows[column].notna().sum()) if column in rows.columns else 0
-            if values.size == 0 and not missing:
-                continue
+        for metric, values, missing in video_metrics_of(results, name):
             ci = bootstrap_ci(values, n_boot=n_boot, seed=seed) if values.size >= 2 else None
             metrics[metric] = {
                 "mean": float(values.mean()) if values.size else None,
