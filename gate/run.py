@@ -58,7 +58,6 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 import time
 import tomllib
 from collections.abc import Callable
@@ -98,7 +97,7 @@ from provenance.disclosure import Disclosure
 from provenance.keys import SignerConfig, SignerHandle, load_signer
 from provenance.verify import VerifyReport
 from reports import schema as S
-from reports.atomic import file_kind
+from reports.atomic import regular_file
 from reports.environment import collect_environment
 from reports.errors import ExitCode, Hallo3Error, InputError, OutputError, ProvenanceError, UsageError
 from reports.keyframes import make_keyframes
@@ -348,16 +347,7 @@ def _require_file(path: Path | None, what: str) -> Path:
     """An existing regular file (a FIFO or device is refused without opening it)."""
     if path is None:
         raise UsageError(what, "is required")
-    p = Path(path)
-    try:
-        mode = os.stat(p).st_mode
-    except FileNotFoundError:
-        raise InputError(str(p), f"{what} must be an existing file", "not found") from None
-    except OSError as exc:
-        raise InputError(str(p), f"{what} must be a readable file", exc.strerror) from None
-    if not stat.S_ISREG(mode):
-        raise InputError(str(p), f"{what} must be a regular file", file_kind(mode))
-    return p
+    return regular_file(path, what)
 
 
 def _check_kill_hook() -> str | None:

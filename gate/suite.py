@@ -31,12 +31,12 @@ import csv
 import glob
 import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.atomic import regular_file
 from reports.errors import InputError, UsageError
 
 SHIPPED_POLICIES = ("default", "offline", "offline-review")
@@ -124,15 +124,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _existing_file(where: str, key: str, path: Path) -> Path:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputError(str(path), f"{where}: {key} must be an existing file", "not found") from None
-    except OSError as exc:
-        raise InputError(str(path), f"{where}: {key} must be a readable file", exc.strerror) from None
-    if not stat.S_ISREG(mode):
-        raise InputError(str(path), f"{where}: {key} must be a regular file", "not a regular file")
-    return path
+    return regular_file(path, f"{where}: {key}")
 
 
 def load(path: str | os.PathLike[str]) -> Suite:

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from reports.errors import OutputError, UsageError
+from reports.errors import InputError, OutputError, UsageError
 
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 _TEMP_NAME_CHARS = 100  # of the target's name in the temporary file's (whose name must stay under NAME_MAX)
@@ -46,6 +46,21 @@ _KINDS = (
 def file_kind(mode: int) -> str:
     """What a file system entry is, in words, from its ``st_mode`` (use ``lstat`` to see a symlink as one)."""
     return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
+
+
+def regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` if it is an existing regular file (a FIFO or device is refused without opening it), else
+    ``InputError`` naming the file, ``what`` it should be and what it is."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise InputError(str(p), f"{what} must be an existing file", "not found") from None
+    except OSError as exc:
+        raise InputError(str(p), f"{what} must be a readable file", exc.strerror) from None
+    if not stat.S_ISREG(mode):
+        raise InputError(str(p), f"{what} must be a regular file", file_kind(mode))
+    return p
 
 
 def _os_reason(exc: OSError) -> str:
