@@ -192,11 +192,7 @@ def _parse_check(path: str, name: str, table: Any) -> Check:
             f"{path}: checks.{name[:40]}…", f"a check name must be at most {MAX_TEXT} characters", len(name)
         )
     where = f"{path}: checks.{name}"
-    if not isinstance(table, dict):
-        raise UsageError(where, "must be a table", type(table).__name__)
-    unknown = set(table) - CHECK_KEYS
-    if unknown:
-        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(CHECK_KEYS))}")
+    _table(where, table, CHECK_KEYS)
     metric = table.get("metric")
     if metric not in KNOWN_METRICS:
         raise UsageError(
@@ -247,11 +243,7 @@ def _parse_regression(path: str, reg: Any) -> Regression:
 
 def _parse_weights(path: str, table: Any) -> bool:
     where = f"{path}: weights"
-    if not isinstance(table, dict):
-        raise UsageError(where, "must be a table", type(table).__name__)
-    unknown = set(table) - WEIGHTS_KEYS
-    if unknown:
-        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(WEIGHTS_KEYS))}")
+    _table(where, table, WEIGHTS_KEYS)
     allow = table.get("allow_unpinned", False)
     if not isinstance(allow, bool):
         raise UsageError(f"{where}.allow_unpinned", "must be true or false", repr(allow))
@@ -260,11 +252,7 @@ def _parse_weights(path: str, table: Any) -> bool:
 
 def _parse_review(path: str, table: Any) -> ReviewPolicy:
     where = f"{path}: review"
-    if not isinstance(table, dict):
-        raise UsageError(where, "must be a table", type(table).__name__)
-    unknown = set(table) - REVIEW_KEYS
-    if unknown:
-        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(REVIEW_KEYS))}")
+    _table(where, table, REVIEW_KEYS)
     n = table.get("required_approvals", ReviewPolicy.required_approvals)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_APPROVALS:
         raise UsageError(f"{where}.required_approvals", f"must be a whole number from 1 to {MAX_APPROVALS}", repr(n))
@@ -285,6 +273,15 @@ def _parse_review(path: str, table: Any) -> ReviewPolicy:
     return ReviewPolicy(n, four_eyes, tuple(codes))
 
 
+def _table(where: str, table: Any, keys: set[str]) -> None:
+    """A policy table holding only ``keys``, else ``UsageError`` naming the table or its first unknown key."""
+    if not isinstance(table, dict):
+        raise UsageError(where, "must be a table", type(table).__name__)
+    unknown = set(table) - keys
+    if unknown:
+        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(keys))}")
+
+
 def _flag(where: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise UsageError(where, "must be true or false", repr(value))
@@ -293,12 +290,7 @@ def _flag(where: str, value: Any) -> bool:
 
 def _parse_disclosure(path: str, table: Any) -> DisclosurePolicy:
     where = f"{path}: disclosure"
-    if not isinstance(table, dict):
-        raise UsageError(where, "must be a table", type(table).__name__)
-    unknown = set(table) - DISCLOSURE_KEYS
-    if unknown:
-        allowed = ", ".join(sorted(DISCLOSURE_KEYS))
-        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {allowed}")
+    _table(where, table, DISCLOSURE_KEYS)
     d = DisclosurePolicy()
     visible = _flag(f"{where}.visible", table.get("visible", d.visible))
     persistent = _flag(f"{where}.persistent", table.get("persistent", d.persistent))
@@ -333,11 +325,7 @@ def _parse_compliance(path: str, table: Any) -> tuple[str, ...]:
     from gate.compliance import ROW_IDS  # imported here: gate.compliance may grow imports of its own
 
     where = f"{path}: compliance"
-    if not isinstance(table, dict):
-        raise UsageError(where, "must be a table", type(table).__name__)
-    unknown = set(table) - COMPLIANCE_KEYS
-    if unknown:
-        raise UsageError(f"{where}.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(COMPLIANCE_KEYS))}")
+    _table(where, table, COMPLIANCE_KEYS)
     ids = table.get("require", [])
     rule = "must be a list of unique compliance row ids (gate.compliance.ROW_IDS)"
     if not isinstance(ids, list):
